@@ -128,8 +128,8 @@ func parseKnobs(args *fasthttp.Args, base Faults, now time.Time) (knobs, error) 
 			continue
 		}
 		v := strings.TrimSpace(string(args.Peek(h.param)))
-		if strings.ContainsAny(v, "\r\n") {
-			return k, fmt.Errorf("%s: header values must not contain line breaks", h.param)
+		if strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+			return k, fmt.Errorf("%s: header values must not contain control characters", h.param)
 		}
 		switch h.param {
 		case "etag":
