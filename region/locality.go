@@ -1,7 +1,3 @@
-// Package region answers "where is this IP?" for the rest of the edge: which
-// region (POP) and ISP an address belongs to, and its access-network subnet.
-// The coordinator only lets peers of one region meet and prefers peers of the
-// same ISP and subnet.
 package region
 
 import "net/netip"
@@ -21,6 +17,10 @@ type Locality struct {
 	// Subnet is the access network: the address masked to /24 (IPv4) or /56
 	// (IPv6) unless configured otherwise.
 	Subnet netip.Prefix `json:"subnet,omitzero"`
+	// Source names what answered: "config" for a configured ISP prefix,
+	// otherwise the database path as configured. Informational only:
+	// Compare ignores it.
+	Source string `json:"source,omitempty"`
 }
 
 // Tier orders how close two peers are; lower is closer.
