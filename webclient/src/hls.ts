@@ -103,11 +103,13 @@ export function hlsLoaderClass(client: Client): HlsLoaderClass {
       const u = client.edgeHTTP.resolve(context.url);
       const frag = context.frag && !isPlaylist(context) ? context.frag : undefined;
       if (context.type === "manifest" && client.edgeHTTP.isEdge(u)) client.join(swarmName(u));
+      // As hls.js's own loaders do, a falsy rangeEnd means the whole object.
+      const ranged = !!context.rangeEnd;
       const work = client.load(u, {
         deadlineAt: frag ? client.deadlineFor(frag.start) : now(),
         urgent: !frag,
-        start: context.rangeStart,
-        end: context.rangeEnd,
+        start: ranged ? (context.rangeStart ?? 0) : undefined,
+        end: ranged ? context.rangeEnd : undefined,
         signal: ctl.signal,
       });
       work.then(
