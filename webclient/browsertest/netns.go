@@ -36,8 +36,8 @@ const (
 	PeerAddr = "10.77.0.2" // the far end, the default gateway
 )
 
-const envInside = "PA_BROWSERTEST_NETNS"   // "1" in the re-executed child
-const envNoNet = "PA_BROWSERTEST_NONET"    // why the namespace could not be made
+const envInside = "PA_BROWSERTEST_NETNS"    // "1" in the re-executed child
+const envNoNet = "PA_BROWSERTEST_NONET"     // why the namespace could not be made
 const vethName, vethPeerName = "pa0", "pa1" // only ever inside our namespaces
 
 // Main runs the tests of m inside a fresh network namespace and returns the
