@@ -217,7 +217,7 @@ func Bitfield(obj ObjectID, first, count uint32, bits []byte) Frame {
 }
 
 // Size is the encoded length of f in bytes (valid frames only).
-func (f *Frame) Size() int {
+func (f Frame) Size() int {
 	switch f.Type {
 	case TypeHello:
 		return helloBytes
@@ -235,7 +235,7 @@ func (f *Frame) Size() int {
 
 // Validate checks f against the rules Decode enforces, so that only frames
 // a peer would accept are ever sent.
-func (f *Frame) Validate() error {
+func (f Frame) Validate() error {
 	switch f.Type {
 	case TypeHello:
 		if f.MaxVersion < 1 {
@@ -284,7 +284,7 @@ func checkBitfield(first, count uint32, bits []byte) error {
 }
 
 // Append validates f and appends its encoding to dst.
-func (f *Frame) Append(dst []byte) ([]byte, error) {
+func (f Frame) Append(dst []byte) ([]byte, error) {
 	if err := f.Validate(); err != nil {
 		return dst, err
 	}
@@ -294,21 +294,21 @@ func (f *Frame) Append(dst []byte) ([]byte, error) {
 		dst = append(dst, f.MaxVersion, f.Flags)
 		dst = binary.BigEndian.AppendUint16(dst, f.MaxRequests)
 	case TypeHave, TypeRequest, TypeCancel:
-		dst = appendRef(dst, f)
+		dst = appendRef(dst, &f)
 	case TypeAbsent:
-		dst = append(appendRef(dst, f), byte(f.Reason))
+		dst = append(appendRef(dst, &f), byte(f.Reason))
 	case TypeData:
-		dst = binary.BigEndian.AppendUint32(appendRef(dst, f), f.Offset)
+		dst = binary.BigEndian.AppendUint32(appendRef(dst, &f), f.Offset)
 		dst = append(dst, f.Payload...)
 	case TypeBitfield:
-		dst = binary.BigEndian.AppendUint32(appendRef(dst, f), f.Count)
+		dst = binary.BigEndian.AppendUint32(appendRef(dst, &f), f.Count)
 		dst = append(dst, f.Bits...)
 	}
 	return dst, nil
 }
 
 // Encode returns the encoding of f in a new buffer.
-func (f *Frame) Encode() ([]byte, error) { return f.Append(make([]byte, 0, f.Size())) }
+func (f Frame) Encode() ([]byte, error) { return f.Append(make([]byte, 0, f.Size())) }
 
 func appendRef(dst []byte, f *Frame) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(f.Object))
@@ -397,7 +397,7 @@ type Error struct {
 	Msg  string
 }
 
-func (e *Error) Error() string { return "wire: " + e.Msg }
+func (e *Error) Error() string { return "wire: " + e.Msg + " (" + e.Code + ")" }
 
 // Is makes errors.Is(err, &Error{Code: c}) match any error with code c.
 func (e *Error) Is(target error) bool {

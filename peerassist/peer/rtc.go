@@ -1,0 +1,218 @@
+package peer
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/pion/datachannel"
+	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+)
+
+// DataChannelLabel is the label of the one DataChannel peers open per
+// PeerConnection; channels with other labels (a WebTorrent peer's) are
+// closed.
+const DataChannelLabel = "edgebox-data"
+
+// rtcEngine makes the PeerConnections of one peer. All of them share one
+// UDP socket (an ICE UDP mux) bound to the peer's address, one DTLS
+// certificate, and the SettingEngine that keeps ICE where it belongs.
+// Safe for concurrent use; no usable zero value.
+type rtcEngine struct {
+	api  *webrtc.API
+	mux  *ice.UDPMuxDefault // nil when not bound to one address
+	udp  *net.UDPConn
+	conf webrtc.Configuration
+	// gatherTimeout bounds ICE gathering of one offer or answer.
+	gatherTimeout time.Duration
+}
+
+// newRTCEngine prepares PeerConnections for a peer at addr. A valid addr
+// binds every connection's ICE to that address (one UDP socket for all); a
+// loopback addr also restricts ICE to the loopback interface, IPv4 UDP and
+// no mDNS, so tests and the swarm command never send traffic elsewhere. An
+// invalid addr uses every interface, as a real device would.
+func newRTCEngine(addr netip.Addr, logger *slog.Logger) (*rtcEngine, error) {
+	var se webrtc.SettingEngine
+	se.DetachDataChannels()
+	se.LoggerFactory = slogFactory{logger}
+	// Remote mDNS (.local) host candidates from browsers are discarded
+	// (pion logs and drops them): such a browser still connects because
+	// its connectivity checks reach our host candidates and pion learns
+	// it as a peer-reflexive candidate. We never publish .local names.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// A neighbor that vanishes (killed, unplugged) is noticed in seconds,
+	// not pion's default half minute; deadlines cover the gap meanwhile.
+	se.SetICETimeouts(3*time.Second, 6*time.Second, time.Second)
+	e := &rtcEngine{gatherTimeout: 10 * time.Second}
+	if addr.IsValid() {
+		addr = addr.Unmap()
+		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+		if err != nil {
+			return nil, fmt.Errorf("binding WebRTC socket on %v: %w", addr, err)
+		}
+		e.udp = udp
+		e.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp, Logger: se.LoggerFactory.NewLogger("udpmux")})
+		se.SetICEUDPMux(e.mux)
+		se.SetIPFilter(func(ip net.IP) bool { a, _ := netip.AddrFromSlice(ip); return a.Unmap() == addr })
+		if addr.IsLoopback() {
+			se.SetIncludeLoopbackCandidate(true)
+			se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("generating DTLS key: %w", err)
+	}
+	cert, err := webrtc.GenerateCertificate(key)
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("generating DTLS certificate: %w", err)
+	}
+	e.conf = webrtc.Configuration{Certificates: []webrtc.Certificate{*cert}}
+	e.api = webrtc.NewAPI(webrtc.WithSettingEngine(se))
+	return e, nil
+}
+
+func (e *rtcEngine) close() {
+	if e.mux != nil {
+		_ = e.mux.Close()
+	}
+	if e.udp != nil {
+		_ = e.udp.Close()
+	}
+}
+
+// offer returns a new PeerConnection with our DataChannel and its complete
+// SDP offer (non-trickle: every candidate is in the SDP, as the WebTorrent
+// tracker protocol relays one offer and one answer).
+func (e *rtcEngine) offer(ctx context.Context) (*webrtc.PeerConnection, *webrtc.DataChannel, webrtc.SessionDescription, error) {
+	pc, err := e.api.NewPeerConnection(e.conf)
+	if err != nil {
+		return nil, nil, webrtc.SessionDescription{}, fmt.Errorf("new peer connection: %w", err)
+	}
+	ordered := true
+	dc, err := pc.CreateDataChannel(DataChannelLabel, &webrtc.DataChannelInit{Ordered: &ordered})
+	if err == nil {
+		var sd webrtc.SessionDescription
+		sd, err = pc.CreateOffer(nil)
+		if err == nil {
+			sd, err = e.setLocal(ctx, pc, sd)
+		}
+		if err == nil {
+			return pc, dc, sd, nil
+		}
+	}
+	_ = pc.Close()
+	return nil, nil, webrtc.SessionDescription{}, fmt.Errorf("creating offer: %w", err)
+}
+
+// answer returns a new PeerConnection that accepted offer, and its complete
+// SDP answer. The remote's DataChannel arrives through OnDataChannel, which
+// the caller sets with onChannel before the connection can open.
+func (e *rtcEngine) answer(ctx context.Context, offer webrtc.SessionDescription, onChannel func(*webrtc.DataChannel)) (*webrtc.PeerConnection, webrtc.SessionDescription, error) {
+	if offer.Type != webrtc.SDPTypeOffer {
+		return nil, webrtc.SessionDescription{}, fmt.Errorf("answering an SDP of type %v", offer.Type)
+	}
+	pc, err := e.api.NewPeerConnection(e.conf)
+	if err != nil {
+		return nil, webrtc.SessionDescription{}, fmt.Errorf("new peer connection: %w", err)
+	}
+	pc.OnDataChannel(onChannel)
+	var sd webrtc.SessionDescription
+	if err = pc.SetRemoteDescription(offer); err == nil {
+		if sd, err = pc.CreateAnswer(nil); err == nil {
+			sd, err = e.setLocal(ctx, pc, sd)
+		}
+	}
+	if err != nil {
+		_ = pc.Close()
+		return nil, webrtc.SessionDescription{}, fmt.Errorf("answering offer: %w", err)
+	}
+	return pc, sd, nil
+}
+
+func (e *rtcEngine) setLocal(ctx context.Context, pc *webrtc.PeerConnection, sd webrtc.SessionDescription) (webrtc.SessionDescription, error) {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(sd); err != nil {
+		return sd, err
+	}
+	t := time.NewTimer(e.gatherTimeout)
+	defer t.Stop()
+	select {
+	case <-gathered:
+	case <-t.C:
+		return sd, errors.New("ICE gathering timed out")
+	case <-ctx.Done():
+		return sd, ctx.Err()
+	}
+	return *pc.LocalDescription(), nil
+}
+
+// rtcChannel adapts a detached pion DataChannel to the link's channel.
+// Closing it closes the whole PeerConnection: one channel per connection.
+type rtcChannel struct {
+	datachannel.ReadWriteCloser
+	dc *webrtc.DataChannel
+	pc *webrtc.PeerConnection
+}
+
+// detach turns an open DataChannel into an rtcChannel.
+func detach(pc *webrtc.PeerConnection, dc *webrtc.DataChannel) (*rtcChannel, error) {
+	rw, err := dc.Detach()
+	if err != nil {
+		return nil, fmt.Errorf("detaching data channel: %w", err)
+	}
+	return &rtcChannel{ReadWriteCloser: rw, dc: dc, pc: pc}, nil
+}
+
+func (c *rtcChannel) BufferedAmount() uint64                  { return c.dc.BufferedAmount() }
+func (c *rtcChannel) SetBufferedAmountLowThreshold(th uint64) { c.dc.SetBufferedAmountLowThreshold(th) }
+func (c *rtcChannel) OnBufferedAmountLow(f func())            { c.dc.OnBufferedAmountLow(f) }
+
+func (c *rtcChannel) Close() error {
+	err := c.ReadWriteCloser.Close()
+	if perr := c.pc.Close(); perr != nil && err == nil {
+		err = perr
+	}
+	return err
+}
+
+// slogFactory sends pion's logs to slog, one level lower than pion's own:
+// pion reports ordinary network churn (a peer gone, a failed candidate
+// pair) as warnings and errors, which are not ours to alarm on.
+type slogFactory struct{ l *slog.Logger }
+
+func (f slogFactory) NewLogger(scope string) logging.LeveledLogger {
+	return slogLeveled{f.l.With("component", "pion/"+scope)}
+}
+
+type slogLeveled struct{ l *slog.Logger }
+
+func (s slogLeveled) log(level slog.Level, format string, args []any) {
+	if s.l.Enabled(context.Background(), level) {
+		s.l.Log(context.Background(), level, fmt.Sprintf(format, args...))
+	}
+}
+
+func (s slogLeveled) Trace(msg string)                  {}
+func (s slogLeveled) Tracef(format string, args ...any) {}
+func (s slogLeveled) Debug(msg string)                  { s.l.Debug(msg) }
+func (s slogLeveled) Debugf(format string, args ...any) { s.log(slog.LevelDebug, format, args) }
+func (s slogLeveled) Info(msg string)                   { s.l.Debug(msg) }
+func (s slogLeveled) Infof(format string, args ...any)  { s.log(slog.LevelDebug, format, args) }
+func (s slogLeveled) Warn(msg string)                   { s.l.Info(msg) }
+func (s slogLeveled) Warnf(format string, args ...any)  { s.log(slog.LevelInfo, format, args) }
+func (s slogLeveled) Error(msg string)                  { s.l.Warn(msg) }
+func (s slogLeveled) Errorf(format string, args ...any) { s.log(slog.LevelWarn, format, args) }
