@@ -102,9 +102,18 @@ func (s *bodyStream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteTo implements io.WriterTo: fasthttp uses it to write the body in
-// large chunks from one pooled buffer.
-func (s *bodyStream) WriteTo(w io.Writer) (int64, error) {
+// fastStream is an unpaced bodyStream that fasthttp writes through WriteTo:
+// large chunks from one pooled buffer. A paced stream has only Read, so that
+// fasthttp copies it straight to the socket (bufio.Writer.ReadFrom) and each
+// paced chunk leaves when it is produced instead of waiting in a buffer.
+type fastStream struct{ bodyStream }
+
+// WriteTo implements io.WriterTo.
+func (s *fastStream) WriteTo(w io.Writer) (int64, error) {
+	return s.bodyStream.writeTo(w)
+}
+
+func (s *bodyStream) writeTo(w io.Writer) (int64, error) {
 	bp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bp)
 	buf := *bp
@@ -143,7 +152,7 @@ func (o *Origin) hijackBreak(ctx *fasthttp.RequestCtx, k knobs, src bodySource, 
 		if _, err := c.Write(head); err != nil {
 			return
 		}
-		_, _ = body.WriteTo(c)
+		_, _ = body.writeTo(c)
 		// Returning closes the connection mid-body.
 	})
 }

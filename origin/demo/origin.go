@@ -242,17 +242,11 @@ type entity struct {
 }
 
 func (o *Origin) serveBytes(ctx *fasthttp.RequestCtx, sizeText string) {
-	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
-		o.fail(ctx, fasthttp.StatusMethodNotAllowed, "method %s not allowed: use GET or HEAD", ctx.Method())
+	k, ok := o.knobsOrFail(ctx)
+	if !ok {
 		return
 	}
 	n, err := ParseSize(sizeText)
-	if err != nil {
-		o.fail(ctx, fasthttp.StatusBadRequest, "%v", err)
-		return
-	}
-	k, err := parseKnobs(ctx.QueryArgs(), o.Faults(), time.Now())
 	if err != nil {
 		o.fail(ctx, fasthttp.StatusBadRequest, "%v", err)
 		return
@@ -266,6 +260,30 @@ func (o *Origin) serveBytes(ctx *fasthttp.RequestCtx, sizeText string) {
 		contentType:  "application/octet-stream",
 		cacheControl: bytesCacheControl,
 	})
+}
+
+// knobsOrFail parses the request's knobs, and answers the request itself
+// (false) when they are bad, when the method is not GET or HEAD, or, for
+// other methods, when a status is forced: a failing origin fails every
+// method.
+func (o *Origin) knobsOrFail(ctx *fasthttp.RequestCtx) (knobs, bool) {
+	k, err := parseKnobs(ctx.QueryArgs(), o.Faults(), time.Now())
+	if err != nil {
+		o.fail(ctx, fasthttp.StatusBadRequest, "%v", err)
+		return k, false
+	}
+	if ctx.IsGet() || ctx.IsHead() {
+		return k, true
+	}
+	if k.Status != 0 && k.Status != fasthttp.StatusOK {
+		if o.delay(ctx, k.Delay) {
+			o.forced(ctx, k)
+		}
+		return k, false
+	}
+	ctx.Response.Header.Set("Allow", "GET, HEAD")
+	o.fail(ctx, fasthttp.StatusMethodNotAllowed, "method %s not allowed: use GET or HEAD", ctx.Method())
+	return k, false
 }
 
 // serveEntity answers a GET or HEAD of e with the knobs k applied:
@@ -362,10 +380,14 @@ func (o *Origin) writeBody(ctx *fasthttp.RequestCtx, k knobs, src bodySource, st
 		ctx.Response.SwapBody(body)
 		return
 	}
-	ctx.Response.SetBodyStream(&bodyStream{
-		src: src, off: start, remaining: length,
-		rateBps: k.RateBps, done: ctx.Done(),
-	}, int(length))
+	body := bodyStream{src: src, off: start, remaining: length, rateBps: k.RateBps, done: ctx.Done()}
+	if k.RateBps == 0 {
+		ctx.Response.SetBodyStream(&fastStream{body}, int(length))
+		return
+	}
+	// A throttled origin sends its headers at once and then trickles.
+	ctx.Response.ImmediateHeaderFlush = true
+	ctx.Response.SetBodyStream(&body, int(length))
 }
 
 // evalPreconditions applies If-Match, If-Unmodified-Since, If-None-Match and

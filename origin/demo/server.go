@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -38,10 +39,14 @@ func Start(addr string, opts Options) (*Server, error) {
 }
 
 // Serve serves o on ln until Shutdown or Kill.
-func Serve(ln net.Listener, o *Origin) *Server {
+func Serve(ln net.Listener, o *Origin) *Server { return ServeHandler(ln, o, o.Handler) }
+
+// ServeHandler is Serve with a handler that wraps o.Handler (to record or
+// alter requests in tests).
+func ServeHandler(ln net.Listener, o *Origin, h fasthttp.RequestHandler) *Server {
 	s := &Server{Origin: o, ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	s.srv = &fasthttp.Server{
-		Handler:                      o.Handler,
+		Handler:                      h,
 		Name:                         "edgebox-demo-origin",
 		ReadTimeout:                  30 * time.Second,
 		IdleTimeout:                  60 * time.Second,
@@ -49,6 +54,7 @@ func Serve(ln net.Listener, o *Origin) *Server {
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
 		DisablePreParseMultipartForm: true,
+		Logger:                       fasthttpLogger{o.log},
 		ConnState: func(c net.Conn, st fasthttp.ConnState) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -103,4 +109,12 @@ func (s *Server) Kill() {
 		_ = c.Close()
 	}
 	s.mu.Unlock()
+}
+
+// fasthttpLogger sends fasthttp's messages (mostly connections that ended
+// badly, which fault tests cause on purpose) to slog at debug level.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug("demo origin: " + fmt.Sprintf(format, args...))
 }

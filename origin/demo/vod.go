@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
@@ -97,14 +96,8 @@ func (o *Origin) serveVOD(ctx *fasthttp.RequestCtx, p string) {
 		o.fail(ctx, fasthttp.StatusNotFound, "no such file %q", p)
 		return
 	}
-	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
-		o.fail(ctx, fasthttp.StatusMethodNotAllowed, "method %s not allowed: use GET or HEAD", ctx.Method())
-		return
-	}
-	k, err := parseKnobs(ctx.QueryArgs(), o.Faults(), time.Now())
-	if err != nil {
-		o.fail(ctx, fasthttp.StatusBadRequest, "%v", err)
+	k, ok := o.knobsOrFail(ctx)
+	if !ok {
 		return
 	}
 	o.serveEntity(ctx, k, entity{
