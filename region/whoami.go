@@ -55,10 +55,11 @@ func (l *Locator) Answer(ip netip.Addr) Answer {
 // address, as ClientAddr determines it, and its locality as an Answer in
 // JSON. The response is never cached: it differs for every caller.
 func (l *Locator) ServeWhoami(ctx *fasthttp.RequestCtx) {
-	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	// ctx.Error resets the headers: set them after it.
+	defer ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
 		ctx.Error("method not allowed: use GET\n", fasthttp.StatusMethodNotAllowed)
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
 		return
 	}
 	remote := remoteAddr(ctx)
