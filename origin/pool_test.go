@@ -490,7 +490,7 @@ func TestStreamingConstantMemory(t *testing.T) {
 	// phase may be bounded by it.
 	cfg.ResponseTimeout = config.Duration(300 * time.Millisecond)
 	p := newPool(t, cfg, config.NewSite("s", o.URL()))
-	const size = 256 << 20
+	const size = 128 << 20
 
 	runtime.GC()
 	var before runtime.MemStats
@@ -519,7 +519,7 @@ func TestStreamingConstantMemory(t *testing.T) {
 				t.Fatalf("body differs at chunk starting %d", off)
 			}
 			off += int64(n)
-			if off%(32<<20) == 0 {
+			if off%(16<<20) == 0 {
 				var ms runtime.MemStats
 				runtime.ReadMemStats(&ms)
 				peak = max(peak, ms.HeapInuse)
@@ -541,7 +541,7 @@ func TestStreamingConstantMemory(t *testing.T) {
 	if off != size {
 		t.Fatalf("read %d bytes, want %d", off, size)
 	}
-	if growth := int64(peak) - int64(before.HeapInuse); growth > 32<<20 {
+	if growth := int64(peak) - int64(before.HeapInuse); growth > 24<<20 {
 		t.Errorf("heap grew by %d MiB while streaming %d MiB", growth>>20, size>>20)
 	}
 }

@@ -93,50 +93,98 @@ func (t *telemetry) close() {
 	}
 }
 
-// startSpan starts the client span of one attempt.
+// startSpan starts the client span of one attempt. Attributes are set only
+// on recording spans: most requests are not sampled, and they should cost
+// nothing here.
 func (t *telemetry) startSpan(ctx context.Context, u *upstream, method, url string, attempt int) (context.Context, trace.Span) {
-	host, port := splitHostPort(u.client.Addr)
-	attrs := []attribute.KeyValue{
-		attribute.String("http.request.method", method),
-		attribute.String("server.address", host),
-		attribute.Int("server.port", port),
-		attribute.String("url.full", url),
-		attrOrigin.String(u.base),
+	ctx, span := t.tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("http.request.method", method),
+			attribute.String("server.address", u.serverHost),
+			attribute.Int("server.port", u.serverPort),
+			attribute.String("url.full", url),
+			attrOrigin.String(u.base),
+		)
+		if attempt > 1 {
+			span.SetAttributes(attribute.Int("http.request.resend_count", attempt-1))
+		}
 	}
-	if attempt > 1 {
-		attrs = append(attrs, attribute.Int("http.request.resend_count", attempt-1))
-	}
-	return t.tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	return ctx, span
 }
 
-// record ends the attempt's span and counts it.
+// durationKey identifies one attribute set of the duration histogram.
+type durationKey struct {
+	method, errorType string
+	status            int
+}
+
+// record ends the attempt's span and counts it. Metric attribute sets are
+// built once per origin and outcome and then reused.
 func (t *telemetry) record(ctx context.Context, span trace.Span, u *upstream, method string, status int, kind, err error, elapsed time.Duration) {
-	outcome := ""
-	host, port := splitHostPort(u.client.Addr)
-	hattrs := []attribute.KeyValue{
-		attribute.String("http.request.method", method),
-		attribute.String("server.address", host),
-		attribute.Int("server.port", port),
-	}
+	var outcome, errorType string
 	if kind != nil {
 		outcome = kindName(kind)
-		span.SetAttributes(attribute.String("error.type", outcome))
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		hattrs = append(hattrs, attribute.String("error.type", outcome))
+		errorType = outcome
 	} else {
-		outcome = strconv.Itoa(status/100) + "xx"
-		span.SetAttributes(attribute.Int("http.response.status_code", status))
-		hattrs = append(hattrs, attribute.Int("http.response.status_code", status))
+		outcome = statusClass(status)
 		if status >= 500 {
-			span.SetAttributes(attribute.String("error.type", strconv.Itoa(status)))
-			span.SetStatus(codes.Error, "origin answered "+strconv.Itoa(status))
-			hattrs = append(hattrs, attribute.String("error.type", strconv.Itoa(status)))
+			errorType = strconv.Itoa(status)
+		}
+	}
+	if span.IsRecording() {
+		if kind == nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+		}
+		if errorType != "" {
+			span.SetAttributes(attribute.String("error.type", errorType))
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			} else {
+				span.SetStatus(codes.Error, "origin answered "+errorType)
+			}
 		}
 	}
 	span.End()
-	t.requests.Add(ctx, 1, metric.WithAttributes(attrOrigin.String(u.base), attrOutcome.String(outcome)))
-	t.duration.Record(ctx, elapsed.Seconds(), metric.WithAttributes(hattrs...))
+
+	ro, ok := u.requestOpts.Load(outcome)
+	if !ok {
+		ro, _ = u.requestOpts.LoadOrStore(outcome, metric.WithAttributeSet(attribute.NewSet(attrOrigin.String(u.base), attrOutcome.String(outcome))))
+	}
+	t.requests.Add(ctx, 1, ro.(metric.AddOption))
+
+	key := durationKey{method: method, errorType: errorType, status: status}
+	do, ok := u.durationOpts.Load(key)
+	if !ok {
+		attrs := []attribute.KeyValue{
+			attribute.String("http.request.method", method),
+			attribute.String("server.address", u.serverHost),
+			attribute.Int("server.port", u.serverPort),
+		}
+		if status != 0 {
+			attrs = append(attrs, attribute.Int("http.response.status_code", status))
+		}
+		if errorType != "" {
+			attrs = append(attrs, attribute.String("error.type", errorType))
+		}
+		do, _ = u.durationOpts.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(attrs...)))
+	}
+	t.duration.Record(ctx, elapsed.Seconds(), do.(metric.RecordOption))
+}
+
+func statusClass(status int) string {
+	switch status / 100 {
+	case 1:
+		return "1xx"
+	case 2:
+		return "2xx"
+	case 3:
+		return "3xx"
+	case 4:
+		return "4xx"
+	}
+	return "5xx"
 }
 
 // kindName is the error.type / outcome value of a failure kind.

@@ -143,6 +143,12 @@ type upstream struct {
 	client *fasthttp.HostClient
 	conns  sync.Map // local address -> *trackedConn
 
+	// Telemetry attributes, computed once.
+	serverHost   string
+	serverPort   int
+	requestOpts  sync.Map // outcome -> metric.AddOption
+	durationOpts sync.Map // durationKey -> metric.RecordOption
+
 	stopProbe chan struct{} // nil when no health check runs
 	probeDone chan struct{}
 	probeOnce sync.Once
@@ -197,6 +203,7 @@ func newUpstream(state *originState, cfg config.Origin, tlsConfig *tls.Config) (
 			tc.ServerName = strings.Trim(hostname(hostHeader), "[]")
 		}
 	}
+	u.serverHost, u.serverPort = splitHostPort(addr)
 	u.client = &fasthttp.HostClient{
 		Addr:      addr,
 		Name:      "edgebox",
