@@ -3,6 +3,7 @@ import { Emitter } from "./emitter";
 import { Fetcher, SwarmView } from "./fetcher";
 import { hlsLoaderClass, HlsLoaderClass } from "./hls";
 import { Log, LogLevel, Logger } from "./log";
+import { P2P } from "./p2p";
 import { ChunkStore } from "./store";
 import { errorText, now } from "./util";
 
@@ -130,13 +131,6 @@ export interface P2PEngine extends SwarmView {
   destroy(): void;
   stats(s: Stats): void;
   setSwarm(name: string): void;
-}
-
-/** Factory of the P2P engine, set by the p2p module. @internal */
-export let p2pFactory: ((c: Client, swarm: string) => P2PEngine | undefined) | undefined;
-/** @internal */
-export function setP2PFactory(f: typeof p2pFactory): void {
-  p2pFactory = f;
 }
 
 /**
@@ -268,14 +262,11 @@ export class Client extends Emitter<ClientEvents> {
       this.log.info("peer assistance off:", this.counters.p2pOffReason);
       return;
     }
-    if (!p2pFactory) {
-      this.counters.p2pOffReason = "P2P engine not built in";
-      return;
-    }
     try {
-      this.engine = p2pFactory(this, name);
+      this.engine = new P2P(this, name);
       this.fetcher.swarm = this.engine;
-      if (this.engine) this.counters.p2p = "connecting";
+      this.counters.p2p = "connecting";
+      this.counters.p2pOffReason = undefined;
     } catch (err) {
       this.counters.p2pOffReason = "P2P start failed: " + errorText(err);
       this.log.warn(this.counters.p2pOffReason);

@@ -2,7 +2,7 @@ import { EdgeHTTP, EdgeRefusedError } from "./edge";
 import { Log } from "./log";
 import { Manifest, ManifestError, chunkRange, numChunks, parseManifest } from "./manifest";
 import { Chunk, ChunkStore } from "./store";
-import { abortError, anySignal, equalBytes, errorText, hasSubtleCrypto, isAbort, now, sha256, sleep } from "./util";
+import { abortError, anySignal, deadlineSignal, equalBytes, errorText, hasSubtleCrypto, isAbort, now, sha256, sleep } from "./util";
 
 /** A connected neighbor that can serve chunks. @internal */
 export interface PeerSource {
@@ -274,7 +274,7 @@ export class Fetcher {
           }
         }
       }
-      const wait = anySignal([signal, AbortSignal.timeout(Math.max(1, Math.min(edgeAt - now(), 1000)))]);
+      const wait = deadlineSignal(signal, Math.min(edgeAt - now(), 1000));
       try {
         await swarm.waitHave(m.objectId, i, wait.signal);
         tried.clear();
@@ -292,7 +292,7 @@ export class Fetcher {
   }
 
   private async fromPeer(peer: PeerSource, m: Manifest, i: number, bytes: number, budgetMs: number, signal: AbortSignal): Promise<Uint8Array | undefined> {
-    const s = anySignal([signal, AbortSignal.timeout(Math.max(1, budgetMs))]);
+    const s = deadlineSignal(signal, budgetMs);
     try {
       const data = await peer.request(m.objectId, i, bytes, s.signal);
       if (data.length !== bytes) {

@@ -67,6 +67,14 @@ export class ChunkStore {
     return out.sort((a, b) => a - b);
   }
 
+  /** Every (objectId, index) held. */
+  *keys(): IterableIterator<[string, number]> {
+    for (const k of this.chunks.keys()) {
+      const slash = k.lastIndexOf("/");
+      yield [k.slice(0, slash), Number(k.slice(slash + 1))];
+    }
+  }
+
   get sizeBytes(): number {
     return this.bytes;
   }

@@ -50,6 +50,20 @@ export function anySignal(signals: (AbortSignal | undefined)[]): { signal: Abort
   };
 }
 
+/** A signal that fires after ms or when parent fires; dispose clears the timer. */
+export function deadlineSignal(parent: AbortSignal, ms: number): { signal: AbortSignal; dispose(): void } {
+  const ctl = new AbortController();
+  const t = setTimeout(() => ctl.abort(), Math.max(1, Math.ceil(ms)));
+  const any = anySignal([parent, ctl.signal]);
+  return {
+    signal: any.signal,
+    dispose() {
+      clearTimeout(t);
+      any.dispose();
+    },
+  };
+}
+
 const hexChars = "0123456789abcdef";
 
 export function toHex(b: Uint8Array): string {

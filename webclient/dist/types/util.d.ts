@@ -7,6 +7,11 @@ export declare function anySignal(signals: (AbortSignal | undefined)[]): {
     signal: AbortSignal;
     dispose(): void;
 };
+/** A signal that fires after ms or when parent fires; dispose clears the timer. */
+export declare function deadlineSignal(parent: AbortSignal, ms: number): {
+    signal: AbortSignal;
+    dispose(): void;
+};
 export declare function toHex(b: Uint8Array): string;
 /** Decodes lowercase or uppercase hex; returns undefined on bad input. */
 export declare function fromHex(s: string): Uint8Array | undefined;

@@ -1,0 +1,376 @@
+/**
+ * The P2P engine of a Client: signaling, neighbor connections, what the
+ * fetcher asks of the swarm (SwarmView), upload pacing at the edge's
+ * budget, and reports (x_report) to the coordinator.
+ *
+ * @internal Single-threaded; one per Client.
+ */
+import type { Client, P2PEngine, Stats } from "./client";
+import type { PeerSource } from "./fetcher";
+import { Pacer } from "./pacer";
+import { Peer, PeerHooks } from "./peer";
+import { Caps, idHex, Incoming, infoHashOf, Policy, randomID, Report, Tracker } from "./signal";
+import { errorText, sleep } from "./util";
+
+/** How long an offer waits for an answer. */
+const offerTTLms = 50_000;
+/** How long ICE gathering may take before an SDP is sent anyway. */
+const iceGatherMs = 3000;
+/** Re-announce this often while short of neighbors. */
+const hungryAnnounceMs = 8000;
+/** Default upload capacity assumed when none is declared: 10 Mbit/s. */
+const defaultUploadBps = 10_000_000;
+const peerIdPrefix = "-PA0100-";
+
+export class P2P implements P2PEngine, PeerHooks {
+  private readonly tracker: Tracker;
+  private readonly peerId = randomID(peerIdPrefix);
+  private infoHash: string | undefined;
+  private swarmName: string;
+  private readonly peers = new Map<string, Peer>(); // by binary peer_id
+  private readonly offers = new Map<string, { pc: RTCPeerConnection; dc: RTCDataChannel; timer: ReturnType<typeof setTimeout> }>();
+  private readonly banned = new Set<string>();
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly badChunks: { peer_id: string; object: string; chunk: number }[] = [];
+  private readonly pacer: Pacer;
+  private policy: Policy | undefined;
+  private swarmPeers = 1;
+  private intervalMs = 120_000;
+  private announceTimer: ReturnType<typeof setTimeout> | undefined;
+  private reportTimer: ReturnType<typeof setTimeout> | undefined;
+  private destroyed = false;
+  private started = false;
+
+  constructor(private readonly client: Client, swarm: string) {
+    this.swarmName = swarm;
+    this.pacer = new Pacer(this.defaultBudgetBps());
+    this.client.fetcher.store.onEvict = () => {};
+    this.tracker = new Tracker(client.opts.announceURL, client.log);
+    this.tracker.onOpen = () => {
+      this.started = false;
+      this.announce("started");
+    };
+    this.tracker.onMessage = (m) => this.onSignal(m);
+    infoHashOf(swarm)
+      .then((h) => {
+        this.infoHash = h;
+        if (this.tracker.open) this.announce("started");
+      })
+      .catch((err) => client.log.warn("swarm id:", errorText(err)));
+  }
+
+  private defaultBudgetBps(): number {
+    if (!this.client.uploadAllowed()) return 0;
+    return (this.client.opts.uploadCapacityBps || defaultUploadBps) * this.client.opts.uploadFraction;
+  }
+
+  setSwarm(name: string): void {
+    if (name === this.swarmName) return;
+    this.swarmName = name;
+    if (this.infoHash) this.announce("stopped");
+    for (const p of [...this.peers.values()]) p.close("swarm changed");
+    this.infoHash = undefined;
+    infoHashOf(name).then((h) => {
+      if (this.swarmName !== name) return;
+      this.infoHash = h;
+      this.started = false;
+      this.announce("started");
+    });
+  }
+
+  // ---- signaling
+
+  private caps(): Caps {
+    return { upload_bps: this.client.opts.uploadCapacityBps || 0, upload: this.client.uploadAllowed(), device: "desktop" };
+  }
+
+  private report(): Report {
+    const c = this.client.counters;
+    const r: Report = { from_peers_bytes: c.bytesFromPeers, from_edge_bytes: c.bytesFromEdge, uploaded_bytes: c.bytesUploaded };
+    if (this.badChunks.length) r.bad_chunks = this.badChunks.splice(0, 32);
+    return r;
+  }
+
+  private async announce(event: "started" | "update" | "stopped"): Promise<void> {
+    if (this.destroyed && event !== "stopped") return;
+    const infoHash = this.infoHash;
+    if (!infoHash || !this.tracker.open) return;
+    if (event === "started") {
+      if (this.started) event = "update";
+      this.started = true;
+    }
+    clearTimeout(this.announceTimer);
+    const want = event === "stopped" ? 0 : Math.max(0, Math.min(this.client.opts.maxPeers - this.peers.size - this.offers.size, 5));
+    const offers = want > 0 ? await this.makeOffers(want) : [];
+    if (this.infoHash !== infoHash && event !== "stopped") return;
+    const msg: Record<string, unknown> = {
+      action: "announce",
+      info_hash: infoHash,
+      peer_id: this.peerId,
+      event: event === "update" ? undefined : event,
+      numwant: want,
+      uploaded: this.client.counters.bytesUploaded,
+      downloaded: this.client.counters.bytesFromPeers + this.client.counters.bytesFromEdge,
+      offers,
+      x_caps: this.caps(),
+      x_report: this.report(),
+    };
+    if (this.client.sessionId) msg.x_session = this.client.sessionId;
+    this.tracker.send(msg);
+    if (event !== "stopped") this.scheduleAnnounce();
+  }
+
+  private scheduleAnnounce(): void {
+    clearTimeout(this.announceTimer);
+    const hungry = this.peers.size < Math.min(2, this.swarmPeers - 1);
+    this.announceTimer = setTimeout(() => this.announce("update"), hungry ? hungryAnnounceMs : this.intervalMs);
+  }
+
+  private newPC(): RTCPeerConnection {
+    return new RTCPeerConnection({ iceServers: this.client.opts.iceServers });
+  }
+
+  private async makeOffers(n: number): Promise<{ offer_id: string; offer: { type: string; sdp: string } }[]> {
+    const out: { offer_id: string; offer: { type: string; sdp: string } }[] = [];
+    await Promise.all(
+      Array.from({ length: n }, async () => {
+        let pc: RTCPeerConnection | undefined;
+        try {
+          pc = this.newPC();
+          const dc = pc.createDataChannel("peerassist", { ordered: true });
+          await pc.setLocalDescription(await pc.createOffer());
+          await gathered(pc);
+          const offerId = randomID();
+          const thePC = pc;
+          const timer = setTimeout(() => {
+            if (this.offers.get(offerId)?.pc === thePC) {
+              this.offers.delete(offerId);
+              thePC.close();
+            }
+          }, offerTTLms);
+          this.offers.set(offerId, { pc, dc, timer });
+          out.push({ offer_id: offerId, offer: { type: "offer", sdp: pc.localDescription!.sdp } });
+        } catch (err) {
+          pc?.close();
+          this.client.log.info("creating an offer:", errorText(err));
+        }
+      }),
+    );
+    return out;
+  }
+
+  private onSignal(m: Incoming): void {
+    if (m.kind === "failure") {
+      this.client.log.warn("signaling refused:", m.reason);
+      return;
+    }
+    if (m.kind === "ignored" || m.infoHash !== this.infoHash) return;
+    switch (m.kind) {
+      case "announce":
+        if (m.session) this.client.sessionId = m.session;
+        this.intervalMs = Math.max(10_000, Math.min(m.interval * 1000, 600_000));
+        this.swarmPeers = Math.max(1, m.complete + m.incomplete);
+        if (m.policy) this.applyPolicy(m.policy);
+        this.scheduleAnnounce();
+        return;
+      case "policy":
+        return this.applyPolicy(m.policy);
+      case "offer":
+        this.answerOffer(m.peerId, m.offerId, m.offer.sdp).catch((err) => this.client.log.info("answering an offer:", errorText(err)));
+        return;
+      case "answer": {
+        const o = this.offers.get(m.offerId);
+        if (!o) return;
+        this.offers.delete(m.offerId);
+        clearTimeout(o.timer);
+        if (this.banned.has(m.peerId) || this.peers.has(m.peerId) || m.peerId === this.peerId) {
+          o.pc.close();
+          return;
+        }
+        const peer = this.addPeer(m.peerId, o.pc);
+        peer.attach(o.dc);
+        o.pc.setRemoteDescription({ type: "answer", sdp: m.answer.sdp }).catch((err) => peer.drop("bad answer: " + errorText(err)));
+        return;
+      }
+    }
+  }
+
+  private applyPolicy(p: Policy): void {
+    this.policy = p;
+    if (p.uploadBudgetBps >= 0) this.pacer.setBudget(this.client.uploadAllowed() ? p.uploadBudgetBps : 0);
+  }
+
+  private async answerOffer(peerId: string, offerId: string, sdp: string): Promise<void> {
+    if (this.banned.has(peerId) || this.peers.has(peerId) || peerId === this.peerId) return;
+    if (this.peers.size >= this.client.opts.maxPeers) return;
+    const infoHash = this.infoHash;
+    const pc = this.newPC();
+    const peer = this.addPeer(peerId, pc);
+    pc.ondatachannel = (e) => peer.attach(e.channel);
+    try {
+      await pc.setRemoteDescription({ type: "offer", sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      await gathered(pc);
+    } catch (err) {
+      peer.drop("bad offer: " + errorText(err));
+      return;
+    }
+    if (peer.closed || infoHash !== this.infoHash) return;
+    this.tracker.send({
+      action: "announce",
+      info_hash: infoHash,
+      peer_id: this.peerId,
+      to_peer_id: peerId,
+      offer_id: offerId,
+      answer: { type: "answer", sdp: pc.localDescription!.sdp },
+    });
+  }
+
+  private addPeer(peerId: string, pc: RTCPeerConnection): Peer {
+    const p = new Peer(peerId, idHex(peerId), pc, this.client.fetcher.store, this.pacer, this, this.client.log);
+    this.peers.set(peerId, p);
+    // A connection that never opens is given up.
+    setTimeout(() => {
+      if (!p.open && !p.closed) p.close("connection timed out");
+    }, 20_000);
+    return p;
+  }
+
+  // ---- PeerHooks
+
+  have(_p: Peer, objectId: string, index: number): void {
+    const k = objectId + "/" + index;
+    const ws = this.waiters.get(k);
+    if (!ws) return;
+    this.waiters.delete(k);
+    for (const f of ws) f();
+  }
+
+  uploaded(p: Peer, n: number): void {
+    this.client.uploaded(p.id, n);
+  }
+
+  opened(p: Peer): void {
+    this.client.counters.peersConnected = this.connected();
+    this.client.counters.p2p = "on";
+    this.client.peerEvent({ peerId: p.id, state: "connected" });
+  }
+
+  closed(p: Peer, reason: string): void {
+    if (this.peers.get(p.peerId) === p) this.peers.delete(p.peerId);
+    this.client.counters.peersConnected = this.connected();
+    this.client.peerEvent({ peerId: p.id, state: reason.startsWith("dropped") ? "dropped" : "disconnected", reason });
+    if (!this.destroyed) this.scheduleAnnounceSoon();
+  }
+
+  serving(): boolean {
+    return this.client.uploadAllowed() && this.pacer.budgetBps > 0;
+  }
+
+  private scheduleAnnounceSoon(): void {
+    clearTimeout(this.announceTimer);
+    this.announceTimer = setTimeout(() => this.announce("update"), 1000);
+  }
+
+  private connected(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (p.open) n++;
+    return n;
+  }
+
+  // ---- SwarmView
+
+  holders(objectId: string, index: number): PeerSource[] {
+    const out: Peer[] = [];
+    for (const p of this.peers.values()) if (p.available && p.has(objectId, index)) out.push(p);
+    return out.sort((a, b) => a.inflight - b.inflight || b.rateBytesPerSec - a.rateBytesPerSec);
+  }
+
+  neighbors(): number {
+    return this.connected();
+  }
+
+  size(): number {
+    return this.swarmPeers;
+  }
+
+  waitHave(objectId: string, index: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const k = objectId + "/" + index;
+      let set = this.waiters.get(k);
+      if (!set) this.waiters.set(k, (set = new Set()));
+      const s = set;
+      const done = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        s.delete(done);
+        if (s.size === 0 && this.waiters.get(k) === s) this.waiters.delete(k);
+        reject(signal.reason ?? new Error("aborted"));
+      };
+      s.add(done);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  badChunk(src: PeerSource, objectId: string, index: number): void {
+    for (const [pid, p] of this.peers) {
+      if (p !== src) continue;
+      this.banned.add(pid);
+      this.badChunks.push({ peer_id: pid, object: objectId, chunk: index });
+      p.drop(`chunk ${objectId}/${index} failed verification`);
+    }
+    // Report soon, but not once per chunk.
+    if (!this.reportTimer)
+      this.reportTimer = setTimeout(() => {
+        this.reportTimer = undefined;
+        this.announce("update");
+      }, 500);
+  }
+
+  stored(objectId: string, index: number): void {
+    for (const p of this.peers.values()) p.announce(objectId, index);
+  }
+
+  // ---- lifecycle
+
+  stats(s: Stats): void {
+    s.peersConnected = this.connected();
+    s.swarmSize = this.swarmPeers;
+    s.uploadBudgetBps = this.serving() ? this.pacer.budgetBps : 0;
+    s.p2p = s.peersConnected > 0 ? "on" : "connecting";
+    if (this.policy?.reason) s.p2pOffReason = undefined;
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    clearTimeout(this.announceTimer);
+    clearTimeout(this.reportTimer);
+    this.announce("stopped").finally(() => sleep(100).then(() => this.tracker.close()));
+    for (const o of this.offers.values()) {
+      clearTimeout(o.timer);
+      o.pc.close();
+    }
+    this.offers.clear();
+    for (const p of [...this.peers.values()]) p.close("client destroyed");
+  }
+}
+
+/** Resolves when ICE gathering completes, or after iceGatherMs (non-trickle signaling). */
+function gathered(pc: RTCPeerConnection): Promise<void> {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(done, iceGatherMs);
+    function done() {
+      clearTimeout(t);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    function check() {
+      if (pc.iceGatheringState === "complete") done();
+    }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
