@@ -31,7 +31,7 @@ func TestParseRange(t *testing.T) {
 		{h: "bytes=-0", res: rangeUnsatisfiable},
 		{h: "bytes=99999999999999999999999-", res: rangeUnsatisfiable},
 		{h: "bytes=0-99999999999999999999999", res: rangeOK, start: 0, end: 1000},
-		{h: "bytes=0-1,5-6", res: rangeNone},          // multi-range: 200 with the whole body
+		{h: "bytes=0-1,5-6", res: rangeNone},              // multi-range: 200 with the whole body
 		{h: "bytes=2000-,3000-", res: rangeUnsatisfiable}, // none satisfiable
 		{h: "bytes=2000-,0-1", res: rangeNone},
 		{h: "bytes=5-1", res: rangeNone}, // invalid: ignored
