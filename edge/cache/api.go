@@ -4,9 +4,9 @@ package cache
 // the manifest endpoint). Keep it small; change it only with its users.
 
 import (
-	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"time"
 )
 
@@ -19,8 +19,16 @@ var (
 	ErrFillFailed = errors.New("cache: fill aborted")
 	// ErrCorrupt: stored bytes failed verification; the object was dropped.
 	ErrCorrupt = errors.New("cache: stored chunk failed verification")
-	// ErrTooLarge: the object exceeds Options.MaxObjectBytes.
+	// ErrTooLarge: the object exceeds Options.MaxObjectBytes (or the
+	// capacity of the tier that must hold it).
 	ErrTooLarge = errors.New("cache: object too large")
+	// ErrRange: a read range outside the object, or a bad argument.
+	ErrRange = errors.New("cache: range not satisfiable")
+	// ErrPurged: the object was purged while it was being filled; the
+	// fill's readers may finish, but the version is not stored.
+	ErrPurged = errors.New("cache: purged during fill")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("cache: store closed")
 )
 
 // Options configure Open. Zero values take the documented defaults.
@@ -30,10 +38,21 @@ type Options struct {
 	DiskPath       string // disk tier directory; "" = memory only.
 	DiskBytes      int64  // disk tier bound. Default 10 GiB.
 	MaxObjectBytes int64  // larger fills fail with ErrTooLarge. Default 8 GiB.
+	// NoFsync skips fsync at commit. A kill -9 still never serves a
+	// partial object (the page cache survives it and every chunk is
+	// verified on read); after a power loss, objects committed in the last
+	// seconds may be lost (detected and dropped, never served). Default
+	// false: fsync data file, metadata file and directory at each commit.
+	NoFsync bool
+	// Logger receives warnings (corrupt chunks, disk errors). nil means
+	// slog.Default().
+	Logger *slog.Logger
 }
 
-// ObjectInfo describes one stored version of an object. Values returned by
-// the store are copies; changing them changes nothing stored.
+// ObjectInfo describes one stored version of an object. The struct is a
+// copy, but ChunkSHA256 and HTTP of a complete version share the store's
+// immutable buffers so that a hit allocates nothing: read them, never write
+// into them (append is safe: their capacity is clipped).
 type ObjectInfo struct {
 	Key        string    // the object's key string
 	ID         uint64    // xxhash64(Key)
@@ -110,4 +129,7 @@ type Reader interface {
 	NextChunk() ([]byte, error)
 }
 
-var _ = context.Background
+var (
+	_ Reader    = (*reader)(nil)
+	_ io.Writer = (*Fill)(nil)
+)

@@ -1,0 +1,224 @@
+package cache
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// The crash test re-executes the test binary as a child that fills objects
+// without pause; the parent kills it with SIGKILL at a random moment,
+// reopens the store and checks that everything it serves is exactly right.
+
+const (
+	crashChildEnv  = "EDGEBOX_CACHE_CRASH_CHILD" // the store directory
+	crashSeedEnv   = "EDGEBOX_CACHE_CRASH_SEED"
+	crashBigBytes  = 64 << 20
+	crashSmallKeys = 120
+	crashMemBytes  = 16 << 20
+	crashDiskBytes = 1 << 30 // nothing is evicted: every commit must survive
+)
+
+// crashSize is the size of a key's object: fixed by the key, so that a
+// truncated object can never pass for a complete one.
+func crashSize(key string) int64 {
+	if strings.HasPrefix(key, "big-") {
+		return crashBigBytes
+	}
+	return int64(xxhash.Sum64String(key) % (700 << 10))
+}
+
+func crashOptions(dir string) Options {
+	return Options{ChunkBytes: 64 << 10, MemoryBytes: crashMemBytes, DiskPath: dir, DiskBytes: crashDiskBytes, Logger: quietLogger()}
+}
+
+// crashChild runs in the child process: it fills, refills and purges
+// objects until it is killed, reporting each completed step on stdout.
+func crashChild() {
+	dir := os.Getenv(crashChildEnv)
+	seed, _ := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
+	s, err := Open(crashOptions(dir))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child: open:", err)
+		os.Exit(2)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	report := func(format string, args ...any) {
+		fmt.Fprintf(out, format+"\n", args...)
+		out.Flush()
+	}
+	report("ready")
+	rng := rand.New(rand.NewPCG(seed, 7))
+	deadline := time.Now().Add(time.Minute) // the parent is gone: stop
+	for i := 0; time.Now().Before(deadline); i++ {
+		var key string
+		switch p := rng.IntN(100); {
+		case p < 8:
+			key = fmt.Sprintf("big-%d", rng.IntN(2))
+		case p < 15:
+			key = fmt.Sprintf("small-%d", rng.IntN(crashSmallKeys))
+			s.Purge(key)
+			report("purged %s", key)
+			continue
+		default:
+			key = fmt.Sprintf("small-%d", rng.IntN(crashSmallKeys))
+		}
+		size := crashSize(key)
+		body := content(key, size)
+		declared := size
+		if rng.IntN(2) == 0 {
+			declared = -1
+		}
+		f, leader := s.StartFill(key, declared, 0, []byte(key))
+		if !leader {
+			continue
+		}
+		if err := writePieces(f, body, 1+rng.IntN(100<<10)); err != nil {
+			fmt.Fprintln(os.Stderr, "child: write:", err)
+			os.Exit(2)
+		}
+		if err := f.Commit(); err != nil {
+			fmt.Fprintln(os.Stderr, "child: commit:", err)
+			os.Exit(2)
+		}
+		report("committed %s", key)
+	}
+	os.Exit(0)
+}
+
+func TestCrashKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test re-executes the binary; skipped in -short mode")
+	}
+	dir := t.TempDir()
+	rounds := 6
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	// state holds what the child reported before it died: "committed" keys
+	// must be served, "purged" ones must not.
+	state := map[string]string{}
+	served := 0
+	for round := range rounds {
+		killAfter := time.Duration(rng.IntN(1500)) * time.Millisecond
+		lines := runAndKill(t, dir, round, killAfter)
+		for _, l := range lines {
+			if op, key, ok := strings.Cut(l, " "); ok {
+				state[key] = op
+			}
+		}
+		served += checkAfterCrash(t, dir, state)
+		t.Logf("round %d: killed after %v, %d steps reported; %d objects verified so far", round, killAfter, len(lines), served)
+		if t.Failed() {
+			return
+		}
+	}
+	if served == 0 {
+		t.Error("no object survived any round: the child never committed anything")
+	}
+}
+
+// runAndKill starts a child filling the store in dir and SIGKILLs it
+// killAfter after it opened the store. It returns the child's report lines.
+func runAndKill(t *testing.T, dir string, round int, killAfter time.Duration) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSeedEnv+"="+strconv.Itoa(round))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	linesc := make(chan []string)
+	ready := make(chan struct{})
+	go func() {
+		var lines []string
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == "ready" {
+				close(ready)
+				continue
+			}
+			lines = append(lines, sc.Text())
+		}
+		io.Copy(io.Discard, stdout)
+		linesc <- lines
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+	}
+	time.Sleep(killAfter)
+	cmd.Process.Signal(syscall.SIGKILL)
+	lines := <-linesc
+	err = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("child exited on its own (%v) instead of being killed; stderr:\n%s", err, stderr.String())
+	}
+	return lines
+}
+
+// checkAfterCrash reopens the store and checks every object it serves.
+func checkAfterCrash(t *testing.T, dir string, state map[string]string) int {
+	t.Helper()
+	s, err := Open(crashOptions(dir))
+	if err != nil {
+		t.Fatalf("Open after crash: %v", err)
+	}
+	defer s.Close()
+	keys := []string{"big-0", "big-1"}
+	for i := range crashSmallKeys {
+		keys = append(keys, fmt.Sprintf("small-%d", i))
+	}
+	found := 0
+	for _, key := range keys {
+		info, err := s.Lookup(key)
+		switch {
+		case err != nil && state[key] == "committed":
+			t.Errorf("%s: reported committed before the kill, Lookup after restart: %v", key, err)
+			continue
+		case err != nil:
+			continue
+		case state[key] == "purged":
+			t.Errorf("%s: reported purged before the kill, but served after restart", key)
+		}
+		found++
+		want := content(key, crashSize(key))
+		if info.Size != int64(len(want)) || !info.Complete || string(info.HTTP) != key {
+			t.Errorf("%s: Lookup = size %d complete %v http %q, want %d true %q", key, info.Size, info.Complete, info.HTTP, len(want), key)
+			continue
+		}
+		r, err := s.NewReader(context.Background(), info.ID, info.Version, 0, -1)
+		if err != nil {
+			t.Errorf("%s: NewReader: %v", key, err)
+			continue
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: read %d bytes, err %v; want the %d bytes written", key, len(got), err, len(want))
+		}
+	}
+	if st := s.Stats(); st.Objects != int64(found) || st.CorruptChunks != 0 {
+		t.Errorf("Stats() = %+v, want %d objects and no corrupt chunk", st, found)
+	}
+	// Recovery left only committed versions: one data and one metadata file each.
+	if files := versionFiles(t, dir); len(files) != 2*found {
+		t.Errorf("%d files on disk after recovery, want %d", len(files), 2*found)
+	}
+	return found
+}
