@@ -2,6 +2,7 @@ package origin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -116,8 +117,11 @@ func classify(err error) error {
 		return ErrConnect
 	}
 	var op *net.OpError
-	if errors.As(err, &op) {
-		return ErrConnect
+	var cert *tls.CertificateVerificationError
+	var alert tls.AlertError
+	var rec tls.RecordHeaderError
+	if errors.As(err, &op) || errors.As(err, &cert) || errors.As(err, &alert) || errors.As(err, &rec) {
+		return ErrConnect // includes TLS handshakes that fail
 	}
 	return ErrBadResponse
 }

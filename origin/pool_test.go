@@ -244,7 +244,9 @@ func TestFailoverToMirrors(t *testing.T) {
 			retried++
 		}
 	}
-	if retried > cfg.FailThreshold {
+	// Each failure before the origin is marked down costs a retry, and so
+	// may a trial if this loop outlasts the trial backoff.
+	if retried > cfg.FailThreshold+2 {
 		t.Errorf("%d requests needed a retry; the dead origin should be down after %d failures", retried, cfg.FailThreshold)
 	}
 	if st := statusOf(p, a.URL()); st.Up {
@@ -332,10 +334,12 @@ func TestPassiveHealth(t *testing.T) {
 		t.Fatalf("after failures: %+v; want down with the last error", st)
 	}
 	hitsWhileDown := a.Origin.TotalHits()
+	start := time.Now()
 	for range 5 {
 		get(t, p, "s", "GET", "/bytes/1")
 	}
-	if got := a.Origin.TotalHits(); got != hitsWhileDown {
+	// (Unless the machine is so slow that the trial came due.)
+	if got := a.Origin.TotalHits(); got != hitsWhileDown && time.Since(start) < trialBackoffMin/2 {
 		t.Errorf("down origin got %d requests before its trial was due", got-hitsWhileDown)
 	}
 	// Healed: after the trial backoff one request goes to a and brings it
@@ -403,8 +407,10 @@ func TestWeightsAndLoad(t *testing.T) {
 	}
 
 	// Load: with a slow, requests in flight there steer new ones to b.
+	// (The exact split depends on the machine's speed; pick's rule is
+	// checked exactly in TestPickByLoad.)
 	a2, b2 := startOrigin(t), startOrigin(t)
-	if err := a2.Origin.SetFaults(demo.Faults{Delay: 400 * time.Millisecond}); err != nil {
+	if err := a2.Origin.SetFaults(demo.Faults{Delay: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	p2 := newPool(t, testConfig(), config.NewSite("s", a2.URL(), b2.URL()))
@@ -421,8 +427,64 @@ func TestWeightsAndLoad(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	wg.Wait()
-	if failed.Load() > 0 || a2.Origin.TotalHits() > 6 {
-		t.Errorf("slow origin got %d of 20 overlapping requests (%d failed); want few", a2.Origin.TotalHits(), failed.Load())
+	if ha, hb := a2.Origin.TotalHits(), b2.Origin.TotalHits(); failed.Load() > 0 || ha >= hb {
+		t.Errorf("slow origin got %d, fast one %d of 20 overlapping requests (%d failed); want most on the fast one", ha, hb, failed.Load())
+	}
+}
+
+func TestPickByLoad(t *testing.T) {
+	mk := func(url string, weight int, outstanding int64) member {
+		st := &originState{url: url}
+		st.outstanding.Store(outstanding)
+		return member{up: &upstream{state: st, base: url}, weight: weight}
+	}
+	for _, tc := range []struct {
+		name    string
+		members []member
+		want    string // always picked
+	}{
+		{"fewer in flight", []member{mk("a", 1, 5), mk("b", 1, 0)}, "b"},
+		{"per unit of weight", []member{mk("a", 1, 2), mk("b", 3, 3)}, "b"},
+		{"weight cannot beat load", []member{mk("a", 10, 50), mk("b", 1, 1)}, "b"},
+	} {
+		s := &site{members: tc.members}
+		for range 200 {
+			if u, trial := s.pick(nil, time.Now()); u == nil || u.base != tc.want || trial {
+				t.Fatalf("%s: picked %v (trial %v), want %s", tc.name, u, trial, tc.want)
+			}
+		}
+	}
+	// Tried origins are avoided while another is up; a down origin is
+	// skipped until its trial is due, then picked once as the trial.
+	a, b := mk("a", 1, 0), mk("b", 1, 0)
+	s := &site{members: []member{a, b}}
+	if u, _ := s.pick([]*upstream{a.up}, time.Now()); u != b.up {
+		t.Errorf("retry picked %v, want the untried b", u.base)
+	}
+	now := time.Now()
+	for range 2 {
+		b.up.state.failure(now, 2, "test")
+	}
+	if u, _ := s.pick(nil, now); u != a.up {
+		t.Errorf("with b down picked %s, want a", u.base)
+	}
+	later := now.Add(trialBackoffMin)
+	if u, trial := s.pick(nil, later); u != b.up || !trial {
+		t.Errorf("after the backoff picked %s (trial %v), want b's trial", u.base, trial)
+	}
+	if u, trial := s.pick(nil, later); u != a.up || trial {
+		t.Errorf("while b's trial runs picked %s (trial %v), want a", u.base, trial)
+	}
+	b.up.state.failure(later, 2, "trial failed")
+	if u, _ := s.pick(nil, later.Add(trialBackoffMin)); u != a.up {
+		t.Errorf("after a failed trial the backoff doubles; picked %s", u.base)
+	}
+	if u, trial := s.pick(nil, later.Add(2*trialBackoffMin)); u != b.up || !trial {
+		t.Errorf("after the doubled backoff picked %s (trial %v), want b's trial", u.base, trial)
+	}
+	b.up.state.success(later)
+	if !b.up.state.isUp() {
+		t.Error("b not up after a successful trial")
 	}
 }
 
@@ -490,7 +552,7 @@ func TestStreamingConstantMemory(t *testing.T) {
 	// phase may be bounded by it.
 	cfg.ResponseTimeout = config.Duration(300 * time.Millisecond)
 	p := newPool(t, cfg, config.NewSite("s", o.URL()))
-	const size = 128 << 20
+	const size = 64 << 20
 
 	runtime.GC()
 	var before runtime.MemStats
@@ -519,7 +581,7 @@ func TestStreamingConstantMemory(t *testing.T) {
 				t.Fatalf("body differs at chunk starting %d", off)
 			}
 			off += int64(n)
-			if off%(16<<20) == 0 {
+			if off%(8<<20) == 0 {
 				var ms runtime.MemStats
 				runtime.ReadMemStats(&ms)
 				peak = max(peak, ms.HeapInuse)
@@ -541,7 +603,7 @@ func TestStreamingConstantMemory(t *testing.T) {
 	if off != size {
 		t.Fatalf("read %d bytes, want %d", off, size)
 	}
-	if growth := int64(peak) - int64(before.HeapInuse); growth > 24<<20 {
+	if growth := int64(peak) - int64(before.HeapInuse); growth > 16<<20 {
 		t.Errorf("heap grew by %d MiB while streaming %d MiB", growth>>20, size>>20)
 	}
 }
@@ -625,5 +687,22 @@ func TestNewPoolErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewPool(%v) = %v, want an error naming %s", tc.sites, err, tc.want)
 		}
+	}
+}
+
+// TestBrokenBody: an origin that dies mid-body must surface as a read
+// error, never as a clean short body, so that the edge aborts the fill.
+func TestBrokenBody(t *testing.T) {
+	o := startOrigin(t)
+	p := newPool(t, testConfig(), config.NewSite("s", o.URL()))
+	for _, k := range []int{0, 1000, 300000} {
+		status, body, _, err := get(t, p, "s", "GET", fmt.Sprintf("/bytes/1000000?break_after=%d", k))
+		if status != 200 || err == nil || len(body) != k || !bytes.Equal(body, want(1000000)[:k]) {
+			t.Errorf("break_after=%d: status %d, %d bytes, err %v; want 200, the first %d bytes, then an error", k, status, len(body), err, k)
+		}
+	}
+	// The connection was discarded: the next request works.
+	if status, body, _, err := get(t, p, "s", "GET", "/bytes/100"); err != nil || status != 200 || len(body) != 100 {
+		t.Errorf("after a broken body: %d, %d bytes, %v", status, len(body), err)
 	}
 }
