@@ -1,0 +1,828 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Observation is what the edge saw during one tick: the input of
+// Engine.Tick. Byte counters cover the period (Interval) ending at Now.
+type Observation struct {
+	// Now is the end of the observed period.
+	Now time.Time
+	// Interval is the period's length (the tick). Without a positive
+	// interval no rate is known and every session is served its floor.
+	Interval time.Duration
+	// EdgeEgressBytes is all the edge sent in the period, including to
+	// clients without a session; it feeds the observed peak. 0 (or less
+	// than the sessions' edge bytes) means the sessions' edge bytes.
+	EdgeEgressBytes int64
+	// Swarms describes the swarms sessions belong to. A session may name a
+	// swarm that is not listed; it then gets the default basic rate.
+	Swarms []SwarmObs
+	// Sessions are the peer-assisted sessions the edge knows. IDs are
+	// assumed unique.
+	Sessions []SessionObs
+}
+
+// SwarmObs describes one swarm.
+type SwarmObs struct {
+	// Key identifies the swarm (the coordinator's swarm ID).
+	Key string
+	// Site is the site the swarm's content belongs to (upload fractions and
+	// bitrate by site).
+	Site string
+	// Video marks a video stream (CloudTracker's high-demand class).
+	Video bool
+	// BitrateBps is the stream bitrate where known: the swarm's basic rate.
+	// 0 uses the site's bitrate, else Params.BasicRateBps.
+	BitrateBps int64
+}
+
+// SessionObs is one session's counters for the period. Negative counters
+// are a bad report: the session is served its floor.
+type SessionObs struct {
+	ID    string
+	Swarm string
+	// ASN is the session's ISP (for per-ISP upload fractions); 0 unknown.
+	ASN uint32
+	// Seed is true when the session holds the whole content.
+	Seed bool
+	// EdgeUrgentBytes and EdgeNonUrgentBytes are what the edge served the
+	// session, split by the requests' urgency (urgent beyond the floor
+	// counts as non-urgent). PeerBytes is what it reported receiving from
+	// peers and UploadedBytes what it reported sending to peers.
+	EdgeUrgentBytes    int64
+	EdgeNonUrgentBytes int64
+	PeerBytes          int64
+	UploadedBytes      int64
+	// DeclaredUploadBps is the upload capacity the peer declared; 0 uses
+	// Params.DefaultUploadBps.
+	DeclaredUploadBps int64
+	// UploadOff is true when the peer (or its user) does not upload.
+	UploadOff bool
+	// DemandBps is the rate the session wants (a player's target fetch
+	// rate, a download's link rate); 0 assumes Params.HighRateBps.
+	DemandBps int64
+	// FloorBps overrides the session's floor (e.g. the rendition it plays);
+	// 0 uses the swarm's basic rate.
+	FloorBps int64
+}
+
+// CapacitySource says where the capacity behind EBU came from.
+type CapacitySource uint8
+
+const (
+	// CapacityUnknown: no configured capacity and the observed peak is
+	// still warming up. The cap is not enforced.
+	CapacityUnknown CapacitySource = iota
+	// CapacityConfigured: Params.EdgeCapacityBps.
+	CapacityConfigured
+	// CapacityObservedPeak: the PeakTracker's peak (B_max).
+	CapacityObservedPeak
+)
+
+func (c CapacitySource) String() string {
+	switch c {
+	case CapacityConfigured:
+		return "configured"
+	case CapacityObservedPeak:
+		return "observed_peak"
+	default:
+		return "unknown"
+	}
+}
+
+// ReasonCode says why a session got its allowance.
+type ReasonCode uint8
+
+const (
+	// ReasonAllocated: the allowance is the session's share of the
+	// allocation (its guarantee plus its share of the swarm's extra).
+	ReasonAllocated ReasonCode = iota
+	// ReasonStopped: EBU was over the cap and the session is among the k
+	// with the highest download rates; it keeps its floor guarantee only.
+	ReasonStopped
+	// ReasonStopHeld: stopped by an earlier tick, within stop_hold.
+	ReasonStopHeld
+	// ReasonFloorsOverCap: the floors alone exceed the cap; every session
+	// keeps its floor guarantee and nothing more.
+	ReasonFloorsOverCap
+	// ReasonMeasuringPeak: no capacity is known yet; no limit.
+	ReasonMeasuringPeak
+	// ReasonMissingInterval: the observation had no valid interval; the
+	// session is allowed its floor.
+	ReasonMissingInterval
+	// ReasonBadReport: the session's counters were invalid; it is allowed
+	// its floor.
+	ReasonBadReport
+	// ReasonNoSwarm: the session names no swarm; it is allowed its floor.
+	ReasonNoSwarm
+	// ReasonSeed: the session holds the whole content and needs nothing.
+	ReasonSeed
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"allocated", "stopped_ebu", "stop_held", "floors_over_cap", "measuring_peak",
+	"missing_interval", "bad_report", "no_swarm", "seed",
+}
+
+func (r ReasonCode) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Reason is a decision's reason: a code for metrics and, for stops, a
+// sentence for the span event.
+type Reason struct {
+	Code   ReasonCode
+	Detail string
+}
+
+// SessionDecision is what the edge enforces for one session until the next
+// tick, and what it pushes to the peer in its policy message.
+type SessionDecision struct {
+	// ID is the session's (decisions are in the observation's order).
+	ID string
+	// FloorBps is the session's basic rate: urgent requests within it are
+	// always served.
+	FloorBps int64
+	// AllowanceBps is the non-urgent edge egress the session may draw;
+	// meaningless when Unlimited.
+	AllowanceBps int64
+	Unlimited    bool
+	// Stopped is true when the EBU cap stopped the session's non-urgent
+	// edge fetches (this tick or within stop_hold): it should use peers.
+	Stopped bool
+	// UploadBudgetBps is the most the peer should upload.
+	UploadBudgetBps int64
+	// AtUploadBudget is true when the peer's reported uploads reached its
+	// budget: route no more requests to it.
+	AtUploadBudget bool
+	Reason         Reason
+}
+
+// SwarmDecision is one swarm's class and share of the edge.
+type SwarmDecision struct {
+	Key string
+	// Implicit is true for a swarm named by sessions but not listed.
+	Implicit bool
+	Class    Class
+	// Links is CloudTracker's n for the class (see Classification).
+	Links           int
+	Leechers, Seeds int
+	AvgRateBps      float64
+	BasicRateBps    float64
+	// EdgeBps is the edge egress the swarm drew (urgent and non-urgent).
+	EdgeBps float64
+	// GuaranteeBps is the non-urgent edge egress its sessions need to keep
+	// their floors; AllowanceBps is the total of its sessions' allowances.
+	GuaranteeBps, AllowanceBps float64
+	// Curve is the swarm's fitted response curve, from CurveSamples ticks.
+	Curve        Curve
+	CurveSamples int
+	// SlurpieProbability is k/n for chunks nobody in the swarm holds.
+	SlurpieProbability float64
+}
+
+// Degraded counts observations the tick could not use as given.
+type Degraded struct {
+	// BadReports are sessions with negative counters.
+	BadReports int
+	// NoSwarm are sessions without a swarm key.
+	NoSwarm int
+	// ImplicitSwarms are swarms named by sessions but not listed.
+	ImplicitSwarms int
+	// DuplicateSwarms are listed swarms whose key was listed before (the
+	// first wins) or is empty.
+	DuplicateSwarms int
+}
+
+// Decision is the outcome of one tick.
+type Decision struct {
+	Now      time.Time
+	Interval time.Duration
+	// Tick counts the engine's ticks, from 1.
+	Tick uint64
+
+	CapacityBps    float64
+	CapacitySource CapacitySource
+	// EgressBps is all edge egress in the period; ExtraEgressBps the
+	// non-urgent part to peer-assisted sessions.
+	EgressBps, ExtraEgressBps float64
+	// EBU is ExtraEgressBps / CapacityBps; EBUAfter the EBU if every
+	// session keeps its rate within its new allowance. Both 0 when the
+	// capacity is unknown.
+	EBU, EBUAfter float64
+	Cap           float64
+	// HeadroomBps is Cap*CapacityBps: the non-urgent egress to share.
+	// GuaranteeBps is what the floors take of it; AllocatedBps the sum of
+	// the (limited) allowances.
+	HeadroomBps, GuaranteeBps, AllocatedBps float64
+	// FloorsOverCap is true when the guarantees alone exceed the headroom:
+	// the floors win and EBU may stay over the cap.
+	FloorsOverCap bool
+	// StopN and StopK are CloudTracker's N (sessions drawing non-urgent
+	// edge egress) and k (stopped this tick) when EBU was over the cap.
+	StopN, StopK int
+	// Stopped counts sessions stopped this tick or held from earlier ones.
+	Stopped int
+	// ClassCounts counts swarms by class.
+	ClassCounts [NumClasses]int
+	Degraded    Degraded
+	// Sessions has one decision per observed session, in the same order.
+	Sessions []SessionDecision
+	// Swarms has one decision per listed swarm (in order, duplicates
+	// dropped), then the implicit ones.
+	Swarms []SwarmDecision
+}
+
+// Engine runs the policy tick after tick. It holds what must persist
+// between ticks: the observed peak, each swarm's response curve and the
+// sessions stopped by the EBU cap. Everything else is computed from the
+// observation; the same observations give the same decisions.
+//
+// Create one with NewEngine; the zero value is not usable. It is not safe
+// for concurrent use: one policy loop owns it.
+type Engine struct {
+	p      Params
+	peak   PeakTracker
+	curves map[string]*swarmState
+	stops  map[string]time.Time // session ID -> end of its stop hold
+	tick   uint64
+
+	// Scratch reused from tick to tick: a tick over 1M sessions must not
+	// allocate per session.
+	swIdx map[string]int32
+	sw    []swarmAgg
+	ss    []sessAgg
+	cands []StopCandidate
+	ain   []AllocInput
+	aout  []float64
+}
+
+type swarmState struct {
+	curve    ResponseCurve
+	lastTick uint64
+}
+
+// swarmAgg is one swarm's totals for the tick.
+type swarmAgg struct {
+	key        string
+	site       string
+	video      bool
+	implicit   bool
+	basicBps   float64
+	siteFrac   float64 // the site's upload fraction, when siteSet
+	siteSet    bool
+	leechers   int
+	seeds      int
+	sumRateBps float64
+	edgeBps    float64
+	urgentBps  float64
+	guarantee  float64 // sum of the sessions' floor needs
+	need       float64 // sum of what the sessions could use beyond them
+	wantBps    float64
+	eligible   int // sessions that take part in the allocation
+	class      Classification
+	state      *swarmState
+	curve      Curve
+	extraBps   float64 // the swarm's share of the headroom beyond guarantees
+	allowBps   float64
+}
+
+// sessAgg is one session's rates (bits/s) and shares for the tick.
+type sessAgg struct {
+	swarm     int32 // -1: none
+	reason    ReasonCode
+	stopped   bool
+	bad       bool
+	rateBps   float64 // total download rate
+	urgentBps float64 // urgent edge
+	extraBps  float64 // non-urgent edge
+	upBps     float64
+	floorBps  float64
+	guarantee float64 // non-urgent edge needed to reach the floor
+	need      float64 // non-urgent edge it could use beyond that
+}
+
+// NewEngine returns an engine with the given parameters.
+func NewEngine(p Params) (*Engine, error) {
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("policy parameters: %w", err)
+	}
+	return &Engine{
+		p:      p,
+		peak:   PeakTracker{Window: p.PeakWindow, Warmup: p.PeakWarmup},
+		curves: map[string]*swarmState{},
+		stops:  map[string]time.Time{},
+		swIdx:  map[string]int32{},
+	}, nil
+}
+
+// Params returns the engine's parameters.
+func (e *Engine) Params() Params { return e.p }
+
+// Tick turns one period's observations into decisions, written into out.
+// out's slices are reused: keep one Decision between calls to avoid
+// allocating, and copy what must outlive the next call.
+//
+// The steps: aggregate sessions into swarms and classify them; take the
+// capacity (configured, or the observed peak once warm); if EBU is over
+// the cap, stop the k sessions with the highest download rates; give every
+// session what it needs to keep its floor; split the rest of the headroom
+// across swarms by their response curves (with exploration), and within a
+// swarm in proportion to what each session could use; spread what no
+// swarm can use evenly as slack.
+func (e *Engine) Tick(obs *Observation, out *Decision) {
+	e.tick++
+	sessions := slices.Grow(out.Sessions[:0], len(obs.Sessions))[:len(obs.Sessions)]
+	*out = Decision{
+		Now: obs.Now, Interval: obs.Interval, Tick: e.tick, Cap: e.p.EBUCap,
+		Sessions: sessions, Swarms: out.Swarms[:0],
+	}
+	sec := obs.Interval.Seconds()
+	if !(sec > 0) || math.IsInf(sec, 0) {
+		e.tickWithoutRates(obs, out)
+		return
+	}
+	egress, extraTotal := e.aggregate(obs, out, sec)
+
+	// Capacity: configured, or the observed peak once it is warm.
+	out.EgressBps = math.Max(egress, float64(max(obs.EdgeEgressBytes, 0))*8/sec)
+	out.ExtraEgressBps = extraTotal
+	e.peak.Observe(obs.Now, out.EgressBps)
+	switch peak, ok := e.peak.Peak(obs.Now); {
+	case e.p.EdgeCapacityBps > 0:
+		out.CapacityBps, out.CapacitySource = e.p.EdgeCapacityBps, CapacityConfigured
+	case ok:
+		out.CapacityBps, out.CapacitySource = peak, CapacityObservedPeak
+	}
+	capKnown := out.CapacitySource != CapacityUnknown
+	if capKnown {
+		out.EBU = EBU(extraTotal, out.CapacityBps)
+		out.HeadroomBps = e.p.EBUCap * out.CapacityBps
+		e.stopOverCap(obs, out)
+	}
+	e.applyHeldStops(obs)
+	slack := 0.0
+	if capKnown {
+		slack = e.allocate(out)
+	}
+	e.decide(obs, out, capKnown, slack)
+	e.evictCurves()
+}
+
+// tickWithoutRates serves every session its floor: without an interval no
+// rate, EBU or curve can be computed.
+func (e *Engine) tickWithoutRates(obs *Observation, out *Decision) {
+	e.indexSwarms(obs, out)
+	for i := range obs.Sessions {
+		s := &obs.Sessions[i]
+		j := e.swarmOf(s, out)
+		floor := e.floorOf(s, j)
+		if j >= 0 {
+			if s.Seed {
+				e.sw[j].seeds++
+			} else {
+				e.sw[j].leechers++
+			}
+		}
+		out.Sessions[i] = SessionDecision{
+			ID: s.ID, FloorBps: toBps(floor), AllowanceBps: toBps(floor),
+			UploadBudgetBps: toBps(e.budgetOf(s, j)),
+			Reason:          Reason{Code: ReasonMissingInterval, Detail: "observation has no valid interval: serving the floor"},
+		}
+		out.GuaranteeBps += floor
+	}
+	out.AllocatedBps = out.GuaranteeBps
+	for j := range e.sw {
+		a := &e.sw[j]
+		a.class = Classify(SwarmStats{Leechers: a.leechers, Seeds: a.seeds, BasicRateBps: a.basicBps, Video: a.video, AvgRateBps: math.NaN()})
+		e.swarmDecision(a, out)
+	}
+}
+
+// indexSwarms fills e.sw and e.swIdx from the listed swarms.
+func (e *Engine) indexSwarms(obs *Observation, out *Decision) {
+	clear(e.swIdx)
+	e.sw = e.sw[:0]
+	for _, s := range obs.Swarms {
+		if _, dup := e.swIdx[s.Key]; dup || s.Key == "" {
+			out.Degraded.DuplicateSwarms++
+			continue
+		}
+		e.swIdx[s.Key] = int32(len(e.sw))
+		f, set := e.p.SiteUploadFractions[s.Site]
+		e.sw = append(e.sw, swarmAgg{
+			key: s.Key, site: s.Site, video: s.Video, basicBps: e.basicOf(s.BitrateBps, s.Site),
+			siteFrac: f, siteSet: set && s.Site != "",
+		})
+	}
+}
+
+func (e *Engine) basicOf(bitrateBps int64, site string) float64 {
+	if bitrateBps > 0 {
+		return float64(bitrateBps)
+	}
+	if b, ok := e.p.SiteBitrateBps[site]; ok && b > 0 {
+		return b
+	}
+	return e.p.BasicRateBps
+}
+
+// swarmOf returns the index of the session's swarm, adding an implicit one
+// for an unlisted key; -1 for a session without a swarm.
+func (e *Engine) swarmOf(s *SessionObs, out *Decision) int32 {
+	if s.Swarm == "" {
+		out.Degraded.NoSwarm++
+		return -1
+	}
+	if j, ok := e.swIdx[s.Swarm]; ok {
+		return j
+	}
+	j := int32(len(e.sw))
+	e.swIdx[s.Swarm] = j
+	e.sw = append(e.sw, swarmAgg{key: s.Swarm, implicit: true, basicBps: e.p.BasicRateBps})
+	out.Degraded.ImplicitSwarms++
+	return j
+}
+
+func (e *Engine) floorOf(s *SessionObs, j int32) float64 {
+	if s.FloorBps > 0 {
+		return float64(s.FloorBps)
+	}
+	if j >= 0 {
+		return e.sw[j].basicBps
+	}
+	return e.p.BasicRateBps
+}
+
+// budgetOf is UploadBudgetBps with the fraction of Params.UploadFractionFor,
+// the site's part looked up once per swarm.
+func (e *Engine) budgetOf(s *SessionObs, j int32) float64 {
+	f, set := 0.0, false
+	if j >= 0 && e.sw[j].siteSet {
+		f, set = e.sw[j].siteFrac, true
+	}
+	if len(e.p.ISPUploadFractions) > 0 && s.ASN != 0 {
+		if v, ok := e.p.ISPUploadFractions[s.ASN]; ok {
+			if !set || v < f {
+				f = v
+			}
+			set = true
+		}
+	}
+	if !set {
+		f = e.p.UploadFraction
+	}
+	return UploadBudgetBps(f, float64(s.DeclaredUploadBps), e.p.DefaultUploadBps, s.UploadOff)
+}
+
+// aggregate computes each session's rates, floor need and usable extra,
+// and each swarm's totals and class. It returns the edge egress and its
+// non-urgent part.
+func (e *Engine) aggregate(obs *Observation, out *Decision, sec float64) (egressBps, extraBps float64) {
+	e.indexSwarms(obs, out)
+	e.ss = slices.Grow(e.ss[:0], len(obs.Sessions))[:len(obs.Sessions)]
+	bps := 8 / sec
+	for i := range obs.Sessions {
+		s := &obs.Sessions[i]
+		a := &e.ss[i]
+		j := e.swarmOf(s, out)
+		*a = sessAgg{swarm: j, floorBps: e.floorOf(s, j)}
+		if s.EdgeUrgentBytes < 0 || s.EdgeNonUrgentBytes < 0 || s.PeerBytes < 0 || s.UploadedBytes < 0 ||
+			s.DeclaredUploadBps < 0 || s.DemandBps < 0 || s.FloorBps < 0 {
+			// Nothing it reported can be trusted: serve its floor.
+			a.bad, a.reason, a.guarantee = true, ReasonBadReport, a.floorBps
+			out.Degraded.BadReports++
+		} else {
+			a.urgentBps = float64(s.EdgeUrgentBytes) * bps
+			a.extraBps = float64(s.EdgeNonUrgentBytes) * bps
+			a.upBps = float64(s.UploadedBytes) * bps
+			peer := float64(s.PeerBytes) * bps
+			a.rateBps = a.urgentBps + a.extraBps + peer
+			egressBps += a.urgentBps + a.extraBps
+			extraBps += a.extraBps
+			if j >= 0 && !s.Seed {
+				// The floor is kept whatever happens; beyond it the
+				// session could use up to its demand.
+				have := peer + a.urgentBps
+				a.guarantee = math.Max(0, a.floorBps-have)
+				want := math.Min(float64(s.DemandBps), maxDemandBps)
+				if want <= 0 {
+					want = math.Max(e.p.HighRateBps, a.floorBps)
+				}
+				a.need = math.Max(0, want-have-a.guarantee)
+				w := &e.sw[j]
+				w.need += a.need
+				w.wantBps += want
+				w.eligible++
+			}
+		}
+		switch {
+		case j < 0:
+			if !a.bad {
+				a.reason, a.guarantee = ReasonNoSwarm, a.floorBps
+			}
+		case s.Seed:
+			a.reason = ReasonSeed
+			e.sw[j].seeds++
+		default:
+			w := &e.sw[j]
+			w.leechers++
+			w.sumRateBps += a.rateBps
+		}
+		if j >= 0 {
+			w := &e.sw[j]
+			w.edgeBps += a.urgentBps + a.extraBps
+			w.urgentBps += a.urgentBps
+			w.guarantee += a.guarantee
+		}
+		out.GuaranteeBps += a.guarantee
+	}
+	for j := range e.sw {
+		w := &e.sw[j]
+		avg := 0.0
+		if w.leechers > 0 {
+			avg = w.sumRateBps / float64(w.leechers)
+		}
+		w.class = Classify(SwarmStats{Leechers: w.leechers, Seeds: w.seeds, AvgRateBps: avg, BasicRateBps: w.basicBps, Video: w.video})
+	}
+	return egressBps, extraBps
+}
+
+// stop takes a session out of the allocation: it keeps its floor
+// guarantee only. The swarms' totals are recounted by recountNeeds.
+func (e *Engine) stop(a *sessAgg, reason ReasonCode) bool {
+	if a.stopped || a.bad || a.swarm < 0 || a.reason == ReasonSeed {
+		return false
+	}
+	a.stopped, a.reason, a.need = true, reason, 0
+	return true
+}
+
+// recountNeeds recomputes the swarms' needs and eligible sessions after
+// stops (recounting rather than subtracting keeps a huge need, from a
+// session that reported an absurd demand, from swamping the others in
+// float rounding).
+func (e *Engine) recountNeeds() {
+	for j := range e.sw {
+		e.sw[j].need, e.sw[j].eligible = 0, 0
+	}
+	for i := range e.ss {
+		if a := &e.ss[i]; a.reason == ReasonAllocated && a.swarm >= 0 {
+			w := &e.sw[a.swarm]
+			w.need += a.need
+			w.eligible++
+		}
+	}
+}
+
+// stopOverCap applies CloudTracker's rule when EBU is over the cap: the k
+// sessions with the highest download rates among the N drawing non-urgent
+// edge egress stop non-urgent fetches for StopHold.
+func (e *Engine) stopOverCap(obs *Observation, out *Decision) {
+	if !(out.EBU > e.p.EBUCap) {
+		return
+	}
+	e.cands = e.cands[:0]
+	for i := range e.ss {
+		if a := &e.ss[i]; a.extraBps > 0 && !a.bad && a.swarm >= 0 && a.reason != ReasonSeed {
+			e.cands = append(e.cands, StopCandidate{Index: i, ID: obs.Sessions[i].ID, RateBps: a.rateBps})
+		}
+	}
+	out.StopN = len(e.cands)
+	out.StopK = StopCount(out.StopN, out.EBU, e.p.EBUCap)
+	until := obs.Now.Add(e.p.StopHold)
+	for _, c := range SelectStops(e.cands, out.StopK) {
+		e.stop(&e.ss[c.Index], ReasonStopped)
+		e.stops[c.ID] = until
+	}
+	e.recountNeeds()
+}
+
+// applyHeldStops marks sessions stopped by earlier ticks and forgets stops
+// whose hold ended.
+func (e *Engine) applyHeldStops(obs *Observation) {
+	if len(e.stops) == 0 {
+		return
+	}
+	for id, until := range e.stops {
+		if !until.After(obs.Now) {
+			delete(e.stops, id)
+		}
+	}
+	changed := false
+	for i := range e.ss {
+		if _, held := e.stops[obs.Sessions[i].ID]; held {
+			changed = e.stop(&e.ss[i], ReasonStopHeld) || changed
+		}
+	}
+	if changed {
+		e.recountNeeds()
+	}
+}
+
+// allocate splits the headroom left after the guarantees across swarms by
+// their response curves, explores around the optimum, and records each
+// swarm's extra. It returns the slack per eligible session: the headroom
+// no swarm can use now.
+func (e *Engine) allocate(out *Decision) (slackPerSession float64) {
+	extra := out.HeadroomBps - out.GuaranteeBps
+	if extra <= 0 {
+		out.FloorsOverCap = out.GuaranteeBps > out.HeadroomBps
+		return 0
+	}
+	e.ain = slices.Grow(e.ain[:0], len(e.sw))[:len(e.sw)]
+	e.aout = slices.Grow(e.aout[:0], len(e.sw))[:len(e.sw)]
+	for j := range e.sw {
+		w := &e.sw[j]
+		e.ain[j] = AllocInput{}
+		if w.leechers == 0 {
+			continue
+		}
+		st := e.curves[w.key]
+		if st == nil {
+			st = &swarmState{curve: ResponseCurve{BetaBps: w.basicBps, Memory: e.p.CurveMemory}}
+			e.curves[w.key] = st
+		}
+		st.lastTick = e.tick
+		st.curve.Observe(w.edgeBps, w.sumRateBps)
+		w.state = st
+		c, ok := st.curve.Fit()
+		if !ok {
+			c = priorCurve(w.leechers, w.basicBps)
+		}
+		w.curve = c
+		// The allocation is of total edge bandwidth (the curve's b): the
+		// swarm keeps its urgent egress and guarantees, and can use up to
+		// its sessions' needs on top, or less where its curve saturates.
+		lo := w.urgentBps + w.guarantee
+		hi := lo + math.Max(w.need, 0)
+		if sat := c.EdgeForRate(w.wantBps); sat < hi {
+			hi = math.Max(sat, lo)
+		}
+		e.ain[j] = AllocInput{Curve: c, MinBps: lo, MaxBps: hi}
+	}
+	leftover := Allocate(e.ain, extra, e.aout)
+
+	// Explore: move each swarm's share up or down by Exploration, the sign
+	// alternating by tick and swarm, so that every curve sees samples on
+	// both sides of its operating point.
+	used := 0.0
+	for j := range e.sw {
+		in := e.ain[j]
+		b := e.aout[j]
+		if eps := e.p.Exploration; eps > 0 && b > in.MinBps && in.MaxBps > in.MinBps {
+			if (e.tick+fnv32(e.sw[j].key))&1 == 0 {
+				eps = -eps
+			}
+			b = math.Min(math.Max(b*(1+eps), in.MinBps), in.MaxBps)
+		}
+		e.sw[j].extraBps = math.Max(0, b-in.MinBps)
+		used += e.sw[j].extraBps
+	}
+	if target := extra - leftover; used > target && used > 0 {
+		scale := target / used
+		used = 0
+		for j := range e.sw {
+			e.sw[j].extraBps *= scale
+			used += e.sw[j].extraBps
+		}
+	}
+	// What no swarm can use now is spread over all eligible sessions as
+	// slack, so a session whose demand grows before the next tick is not
+	// held back while the edge has room under the cap.
+	eligible := 0
+	for j := range e.sw {
+		eligible += e.sw[j].eligible
+	}
+	if slack := extra - used; eligible > 0 && slack > 0 {
+		return slack / float64(eligible)
+	}
+	return 0
+}
+
+// decide writes the session decisions (guarantee, plus the swarm's extra
+// in proportion to the session's need, plus slack) and the swarm
+// decisions.
+func (e *Engine) decide(obs *Observation, out *Decision, capKnown bool, slack float64) {
+	extraAfter := 0.0
+	for i := range e.ss {
+		a := &e.ss[i]
+		s := &obs.Sessions[i]
+		d := &out.Sessions[i]
+		budget := e.budgetOf(s, a.swarm)
+		d.ID = s.ID
+		d.FloorBps = toBps(a.floorBps)
+		d.AllowanceBps = 0
+		d.Unlimited = false
+		d.Stopped = a.stopped
+		d.UploadBudgetBps = toBps(budget)
+		d.AtUploadBudget = budget <= 0 || a.upBps >= budget*(1-atBudgetTolerance)
+		d.Reason = Reason{Code: a.reason}
+		allow := a.guarantee
+		switch {
+		case a.reason == ReasonAllocated && !capKnown:
+			d.Unlimited = true
+			d.Reason.Code = ReasonMeasuringPeak
+		case a.reason == ReasonAllocated:
+			if w := &e.sw[a.swarm]; w.need > 0 && a.need > 0 {
+				allow += a.need * math.Min(1, w.extraBps/w.need)
+			}
+			allow += slack
+			if out.FloorsOverCap {
+				d.Reason.Code = ReasonFloorsOverCap
+			}
+		case a.reason == ReasonStopped:
+			d.Reason.Detail = fmt.Sprintf("EBU %.3f over cap %.2f: download rate %.0f bit/s is among the %d highest of %d sessions drawing non-urgent edge egress; non-urgent edge fetches stop for %s (floor %.0f bit/s kept)",
+				out.EBU, e.p.EBUCap, a.rateBps, out.StopK, out.StopN, e.p.StopHold, a.floorBps)
+		}
+		if a.stopped {
+			out.Stopped++
+		}
+		if d.Unlimited {
+			extraAfter += a.extraBps
+			continue
+		}
+		d.AllowanceBps = toBps(allow)
+		out.AllocatedBps += allow
+		extraAfter += math.Min(a.extraBps, allow)
+		if a.swarm >= 0 {
+			e.sw[a.swarm].allowBps += allow
+		}
+	}
+	if capKnown {
+		out.EBUAfter = EBU(extraAfter, out.CapacityBps)
+	}
+	for j := range e.sw {
+		e.swarmDecision(&e.sw[j], out)
+	}
+}
+
+// maxDemandBps bounds a session's reported demand (100 Gbit/s: more than
+// any access link), so that an absurd report cannot distort its swarm's
+// totals.
+const maxDemandBps = 100e9
+
+// atBudgetTolerance treats a peer within 2% of its upload budget as at it
+// (reports are rounded to chunks).
+const atBudgetTolerance = 0.02
+
+func (e *Engine) swarmDecision(w *swarmAgg, out *Decision) {
+	avg := 0.0
+	if w.leechers > 0 {
+		avg = w.sumRateBps / float64(w.leechers)
+	}
+	d := SwarmDecision{
+		Key: w.key, Implicit: w.implicit, Class: w.class.Class, Links: w.class.Links,
+		Leechers: w.leechers, Seeds: w.seeds, AvgRateBps: avg, BasicRateBps: w.basicBps,
+		EdgeBps: w.edgeBps, GuaranteeBps: w.guarantee, AllowanceBps: w.allowBps, Curve: w.curve,
+		SlurpieProbability: SlurpieProbability(e.p.SlurpieK, w.leechers+w.seeds),
+	}
+	if w.state != nil {
+		d.CurveSamples = w.state.curve.Samples()
+	}
+	out.ClassCounts[w.class.Class]++
+	out.Swarms = append(out.Swarms, d)
+}
+
+// evictCurves forgets the curves of swarms not seen for five memories.
+func (e *Engine) evictCurves() {
+	ttl := uint64(math.Ceil(5*e.p.CurveMemory)) + 1
+	if e.tick%ttl != 0 {
+		return
+	}
+	for k, st := range e.curves {
+		if st.lastTick+ttl < e.tick {
+			delete(e.curves, k)
+		}
+	}
+}
+
+func toBps(v float64) int64 {
+	switch {
+	case !(v > 0):
+		return 0
+	case v >= math.MaxInt64:
+		return math.MaxInt64
+	default:
+		return int64(v)
+	}
+}
+
+// fnv32 is FNV-1a: a stable hash of a swarm key for the exploration sign.
+func fnv32(s string) uint64 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return uint64(h)
+}
