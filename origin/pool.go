@@ -257,7 +257,9 @@ func (p *Pool) retire(old, next *snapshot) {
 // cfg.ReadTimeout.
 //
 // A response with any status is a success (err == nil). Errors are *Error
-// values matching one of the Err* kinds.
+// values matching one of the Err* kinds. Do does not watch ctx once it has
+// returned: to abandon a body, close its stream (which closes the
+// connection rather than draining it).
 func (p *Pool) Do(ctx context.Context, siteName string, req *fasthttp.Request, resp *fasthttp.Response) (Result, error) {
 	snap := p.cur.Load()
 	if snap == nil {
