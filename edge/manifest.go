@@ -1,0 +1,224 @@
+package edge
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/peerassist/edgebox/peerassist/manifest"
+)
+
+// ManifestPath serves the peer-assist manifest of an object:
+// GET /pa/v1/manifest?url=<path and query on this edge, or an absolute
+// http(s) URL whose host is a configured site>. The manifest lists the
+// SHA-256 of every chunk as the cache stored it, so it always matches the
+// bytes the edge serves for that version; its ETag names the version. An
+// object not in the cache is filled first (collapsed with other requests
+// for it) and the manifest returned when the fill completes.
+const ManifestPath = "/pa/v1/manifest"
+
+// manifestError is the JSON body of a manifest request that failed.
+type manifestError struct {
+	Error  string `json:"error"`
+	Status int    `json:"status"`
+}
+
+// serveManifest answers ManifestPath; x is the manifest request's exchange,
+// repointed at the object.
+func (s *Server) serveManifest(x *exchange) {
+	ctx := x.ctx
+	x.cs = cacheStatus{fwd: "bypass", label: labelNone}
+	x.setCommonHeaders()
+	ctx.Response.Header.SetBytesKV(hdrAge, hdrAgeZero)
+	if ctx.IsOptions() {
+		x.preflight("GET, HEAD, OPTIONS")
+		return
+	}
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set("Allow", "GET, HEAD, OPTIONS")
+		manifestFail(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use GET")
+		return
+	}
+	raw := ctx.QueryArgs().Peek("url")
+	if len(raw) == 0 {
+		manifestFail(ctx, fasthttp.StatusBadRequest, "missing url parameter (the object's path and query, or its absolute URL)")
+		return
+	}
+	host, target, err := splitObjectURL(string(raw), ctx.Request.Header.Host())
+	if err != nil {
+		manifestFail(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
+	x.host = host
+	if err := x.tgt.parse(target); err != nil {
+		manifestFail(ctx, fasthttp.StatusBadRequest, "url: "+err.Error())
+		return
+	}
+	x.tbl = s.tbl.Load()
+	site, hostKnown := x.tbl.route(host, x.tgt.path())
+	switch {
+	case !hostKnown:
+		manifestFail(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no site is configured for host %q", host))
+		return
+	case site == nil:
+		manifestFail(ctx, fasthttp.StatusNotFound, "no site serves this path")
+		return
+	}
+	x.site = site
+	obj, status, msg := s.completeObject(x)
+	if status != 0 {
+		manifestFail(ctx, status, msg)
+		return
+	}
+	if obj.meta.Status != fasthttp.StatusOK {
+		st := fasthttp.StatusBadGateway
+		if obj.meta.Status == fasthttp.StatusNotFound || obj.meta.Status == fasthttp.StatusGone {
+			st = fasthttp.StatusNotFound
+		}
+		manifestFail(ctx, st, fmt.Sprintf("the origin answered %d for this object", obj.meta.Status))
+		return
+	}
+	info := &obj.info
+	etag := fmt.Sprintf(`"m-%016x-%016x"`, info.ID, info.Version)
+	rh := &ctx.Response.Header
+	rh.Set("ETag", etag)
+	if left := obj.meta.remainingFreshness(x.now); left > 0 {
+		rh.Set("Cache-Control", "public, max-age="+strconv.FormatInt(int64(left/time.Second), 10))
+	} else {
+		rh.Set("Cache-Control", "no-cache")
+	}
+	if etagListMatches(ctx.Request.Header.Peek("If-None-Match"), etag, false) {
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	}
+	m := manifest.New(string(raw), info.ID, obj.meta.ETag, info.Size, info.ChunkBytes, info.ChunkSHA256)
+	body, err := json.Marshal(m)
+	if err != nil {
+		manifestFail(ctx, fasthttp.StatusInternalServerError, "encoding manifest: "+err.Error())
+		return
+	}
+	rh.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+// splitObjectURL returns the host and origin-form target of a manifest's
+// url parameter: a path (on the requested host) or an absolute http(s) URL.
+func splitObjectURL(raw string, reqHost []byte) (host, target []byte, err error) {
+	if raw[0] == '/' {
+		if len(raw) > 1 && raw[1] == '/' {
+			return nil, nil, errors.New("url: a scheme-relative URL is not accepted; give a path or an absolute URL")
+		}
+		return reqHost, []byte(raw), nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("url: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, nil, fmt.Errorf("url %q: want a path starting with / or an absolute http(s) URL", raw)
+	}
+	return []byte(u.Host), []byte(u.RequestURI()), nil
+}
+
+// completeObject returns the complete, usable stored version of x's
+// object, filling it first if needed. On failure it returns the HTTP status
+// and message to answer.
+func (s *Server) completeObject(x *exchange) (storedObj, int, string) {
+	x.primary = x.primaryKey()
+	for attempt := 0; attempt < maxCacheAttempts; attempt++ {
+		obj, found, _ := s.lookup(x)
+		var stale *storedObj
+		if found {
+			switch obj.meta.freshnessAt(x.now) {
+			case fresh:
+				return obj, 0, ""
+			case staleWhileRevalidate:
+				s.revalidateInBackground(x, obj)
+				return obj, 0, ""
+			}
+			stale = &obj
+		} else if f, ok := s.store.InFlight(x.key); ok {
+			info := f.Info()
+			if m := s.metaOf(&info); m != nil {
+				if done, ok := s.awaitFill(storedObj{info, m}, x.key); ok {
+					return done, 0, ""
+				}
+			}
+			continue
+		}
+		res, leader := s.fetchCollapsed(x, stale)
+		if res.resp != nil {
+			releaseResponse(res.resp)
+		}
+		switch res.kind {
+		case resFill:
+			if !leader && !s.sameVariant(x, &res) {
+				continue
+			}
+			if done, ok := s.awaitFill(storedObj{res.info, res.meta}, res.key); ok {
+				return done, 0, ""
+			}
+		case resRevalidated:
+			return storedObj{res.info, res.meta}, 0, ""
+		case resPass:
+			return storedObj{}, fasthttp.StatusUnprocessableEntity,
+				fmt.Sprintf("the object is not cacheable at this edge (%s, origin status %d): no manifest", res.reason, res.status)
+		case resError:
+			if stale != nil && stale.meta.staleIfErrorOK(x.now) {
+				return *stale, 0, ""
+			}
+			switch {
+			case res.err != nil && isTimeout(res.err):
+				return storedObj{}, fasthttp.StatusGatewayTimeout, "origin timed out"
+			case res.status != 0:
+				return storedObj{}, fasthttp.StatusBadGateway, fmt.Sprintf("origin answered %d", res.status)
+			default:
+				return storedObj{}, fasthttp.StatusBadGateway, "origin unreachable or sent a bad response"
+			}
+		}
+	}
+	return storedObj{}, fasthttp.StatusServiceUnavailable, "the object kept changing while being filled; retry"
+}
+
+// awaitFill waits until the fill of obj completes and returns the complete
+// version (with every chunk's digest), or false if it failed or vanished.
+func (s *Server) awaitFill(obj storedObj, key string) (storedObj, bool) {
+	if !obj.info.Complete {
+		r, err := s.store.NewReader(s.baseCtx, obj.info.ID, obj.info.Version, 0, -1)
+		if err != nil {
+			return storedObj{}, false
+		}
+		for {
+			if _, err = r.NextChunk(); err != nil {
+				break
+			}
+		}
+		r.Close()
+		if err != io.EOF {
+			return storedObj{}, false
+		}
+	}
+	info, err := s.store.Lookup(key)
+	if err != nil || info.Version != obj.info.Version || !info.Complete {
+		return storedObj{}, false
+	}
+	m := s.metaOf(&info)
+	if m == nil {
+		return storedObj{}, false
+	}
+	return storedObj{info, m}, true
+}
+
+func manifestFail(ctx *fasthttp.RequestCtx, status int, msg string) {
+	body, _ := json.Marshal(manifestError{Error: msg, Status: status})
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.SetBody(append(body, '\n'))
+}

@@ -1,0 +1,576 @@
+package edge
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/peerassist/edgebox/edge/cache"
+)
+
+// The cache logic (RFC 9111) of a GET or HEAD for a site.
+//
+// Decisions documented here once:
+//   - Request Cache-Control from clients (no-cache, max-age=0, Pragma) is
+//     ignored: browsers send it on every reload, and honoring it would let
+//     any client drive origin load. only-if-cached is honored (504 when
+//     nothing usable is stored).
+//   - Requests with Authorization are passed to the origin and never stored
+//     (RFC 9111 sec. 3.5 allows storing some; passing is the safe choice).
+//   - A HEAD miss fetches with GET and fills the cache, as Varnish does.
+//   - When the only client of a fill goes away, the fill continues: for
+//     video, the next viewer wants the same segment. Fills end with the
+//     origin's body, an origin error or timeout, the size limit, a purge,
+//     or Shutdown.
+//   - A Range request on a miss fetches the whole object once (collapsed)
+//     and answers the range from the fill as soon as its bytes arrive.
+//     Objects larger than limits.max_object_bytes are passed through with
+//     the client's Range, uncached. Objects of unknown length (chunked from
+//     the origin) are answered 200 in full while they fill: Range is
+//     honored once the length is known.
+//   - Responses with Set-Cookie are not stored unless marked public; then
+//     Set-Cookie is never replayed from the cache.
+
+// storedObj is one stored version found by a lookup, with its decoded
+// metadata.
+type storedObj struct {
+	info cache.ObjectInfo
+	meta *objMeta
+}
+
+// errRetry asks serveCache to look the object up again (it was purged,
+// evicted, replaced or found corrupt between lookup and read).
+var errRetry = errors.New("object changed under the request")
+
+const maxCacheAttempts = 4
+
+func (s *Server) serveCache(x *exchange) {
+	h := &x.ctx.Request.Header
+	if len(h.Peek("Authorization")) > 0 {
+		s.servePass(x, "request", reasonAuthorized)
+		return
+	}
+	x.primary = x.primaryKey()
+	if reason := s.passReason(x.primary, x.now); reason != "" {
+		s.servePass(x, "bypass", reason)
+		return
+	}
+	onlyIfCached := requestOnlyIfCached(h)
+	for attempt := 0; attempt < maxCacheAttempts; attempt++ {
+		obj, found, fwd := s.lookup(x)
+		if found {
+			x.cs.hasTTL = true
+			x.cs.ttl = int64(time.Duration(obj.meta.Lifetime)-obj.meta.currentAge(x.now)) / int64(time.Second)
+			switch obj.meta.freshnessAt(x.now) {
+			case fresh:
+				x.cs.hit, x.cs.label = true, labelHit
+				if s.serveStored(x, obj, false) == nil {
+					return
+				}
+				x.cs = cacheStatus{}
+				continue
+			case staleWhileRevalidate:
+				x.cs.hit, x.cs.label, x.cs.detail = true, labelStale, "stale-while-revalidate"
+				if s.serveStored(x, obj, false) == nil {
+					s.revalidateInBackground(x, obj)
+					return
+				}
+				x.cs = cacheStatus{}
+				continue
+			}
+			fwd = "stale"
+		}
+		if onlyIfCached {
+			x.cs = cacheStatus{fwd: fwd, detail: "only-if-cached", label: labelError}
+			x.writeError(fasthttp.StatusGatewayTimeout, "not in cache (only-if-cached)")
+			return
+		}
+		if !found {
+			if f, ok := s.store.InFlight(x.key); ok {
+				info := f.Info()
+				if m := s.metaOf(&info); m != nil {
+					// Not forwarded: served from the cache as it fills.
+					x.cs = cacheStatus{hit: true, detail: "filling", label: labelHit, hasTTL: true,
+						ttl: int64(time.Duration(m.Lifetime)-m.currentAge(x.now)) / int64(time.Second)}
+					if s.serveStored(x, storedObj{info, m}, true) == nil {
+						return
+					}
+				}
+				x.cs = cacheStatus{}
+				continue
+			}
+		}
+		var stale *storedObj
+		if found {
+			stale = &obj
+		}
+		res, leader := s.fetchCollapsed(x, stale)
+		if s.serveResult(x, res, leader, stale, fwd) {
+			return
+		}
+		x.cs = cacheStatus{}
+	}
+	x.cs = cacheStatus{fwd: "miss", detail: "unstable-object", label: labelError}
+	x.writeError(fasthttp.StatusServiceUnavailable, "the object kept changing while being served; retry")
+}
+
+// serveResult answers x from the outcome of an origin fetch. It returns
+// false when the lookup must be retried.
+func (s *Server) serveResult(x *exchange, res fetchResult, leader bool, stale *storedObj, fwd string) bool {
+	switch res.kind {
+	case resFill:
+		if !leader && !s.sameVariant(x, &res) {
+			return false // the origin's Vary puts this client in another variant
+		}
+		x.cs = cacheStatus{fwd: fwd, fwdStatus: res.status, stored: true, collapsed: !leader, label: labelMiss}
+		if stale != nil {
+			x.cs.label = labelRevalidated
+		}
+		return s.serveStored(x, storedObj{res.info, res.meta}, true) == nil
+	case resRevalidated:
+		x.cs = cacheStatus{fwd: "stale", fwdStatus: fasthttp.StatusNotModified, collapsed: !leader, label: labelRevalidated}
+		return s.serveStored(x, storedObj{res.info, res.meta}, false) == nil
+	case resPass:
+		if leader && res.resp != nil {
+			x.cs = cacheStatus{fwd: fwd, fwdStatus: res.status, detail: res.reason, label: labelPass}
+			s.writePassResponse(x, res.resp)
+			return true
+		}
+		s.servePass(x, fwd, res.reason)
+		return true
+	case resError:
+		if stale != nil && stale.meta.staleIfErrorOK(x.now) {
+			x.cs = cacheStatus{fwd: "stale", fwdStatus: res.status, detail: "stale-if-error", label: labelStale}
+			if s.serveStored(x, *stale, false) == nil {
+				return true
+			}
+		}
+		if leader && res.resp != nil { // the origin's own error response
+			x.cs = cacheStatus{fwd: fwd, fwdStatus: res.status, detail: res.reason, label: labelError}
+			s.writePassResponse(x, res.resp)
+			return true
+		}
+		x.writeOriginError(fwd, &res)
+		return true
+	case resRetry:
+		return false
+	}
+	return false
+}
+
+// primaryKey builds the cache key without Vary: site, normalized path and
+// query.
+func (x *exchange) primaryKey() string {
+	b := append(x.keyBuf[:0], x.site.name...)
+	b = append(b, 0)
+	b = append(b, x.tgt.pathQuery()...)
+	x.keyBuf = b
+	return string(b)
+}
+
+// lookup finds the stored object for x, following a Vary marker to the
+// variant for x's request headers; it sets x.key. fwd is the RFC 9211 fwd
+// value a miss would have.
+func (s *Server) lookup(x *exchange) (obj storedObj, found bool, fwd string) {
+	x.key = x.primary
+	info, err := s.store.Lookup(x.primary)
+	if err != nil {
+		return storedObj{}, false, "uri-miss"
+	}
+	m := s.metaOf(&info)
+	if m == nil {
+		return storedObj{}, false, "uri-miss"
+	}
+	if !m.VaryMarker {
+		return storedObj{info, m}, true, ""
+	}
+	x.key = variantKey(x.primary, m.Vary, &x.ctx.Request.Header)
+	info, err = s.store.Lookup(x.key)
+	if err != nil {
+		return storedObj{}, false, "vary-miss"
+	}
+	if m = s.metaOf(&info); m == nil || m.VaryMarker {
+		return storedObj{}, false, "vary-miss"
+	}
+	return storedObj{info, m}, true, ""
+}
+
+// metaKey names one decoded metadata blob: the version and a hash of the
+// blob (UpdateHTTP replaces it within a version).
+type metaKey struct{ id, version, sum uint64 }
+
+// metaOf returns the decoded HTTP metadata of info, or nil if it cannot be
+// read (then the object is treated as absent and refetched).
+func (s *Server) metaOf(info *cache.ObjectInfo) *objMeta {
+	k := metaKey{info.ID, info.Version, xxhash.Sum64(info.HTTP)}
+	if m, ok := s.metas.Get(k); ok {
+		return m
+	}
+	m, err := decodeMeta(info.HTTP)
+	if err != nil {
+		if info.Complete {
+			s.log.Warn("edge: dropping object with unreadable metadata", "key", info.Key, "error", err)
+			s.store.Purge(info.Key)
+		}
+		return nil
+	}
+	s.metas.Add(k, m)
+	return m
+}
+
+// variantKey is the key of the variant of primary selected by the request
+// header values of the fields named in vary (RFC 9111 sec. 4.1).
+func variantKey(primary string, vary []string, h *fasthttp.RequestHeader) string {
+	var b strings.Builder
+	b.WriteString(primary)
+	b.WriteByte(0)
+	b.WriteString("vary")
+	for _, name := range vary {
+		b.WriteByte(0)
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(normalizedFieldValue(name, h))
+	}
+	return b.String()
+}
+
+// normalizedFieldValue returns a request field's value in the form used
+// for Vary keys: every line joined, list elements trimmed; Accept-Encoding
+// reduced to the sorted set of codings the client accepts (q > 0), so that
+// "gzip, br" and "br;q=0.9, gzip" share one variant.
+func normalizedFieldValue(name string, h *fasthttp.RequestHeader) string {
+	if name == "accept-encoding" {
+		return normalizedAcceptEncoding(h)
+	}
+	var parts []string
+	for k, v := range h.All() {
+		if !strings.EqualFold(string(k), name) {
+			continue
+		}
+		for _, p := range strings.Split(string(v), ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func normalizedAcceptEncoding(h *fasthttp.RequestHeader) string {
+	v := h.Peek("Accept-Encoding")
+	if len(v) == 0 {
+		return ""
+	}
+	var codings []string
+	for _, p := range strings.Split(string(v), ",") {
+		name, params, _ := strings.Cut(p, ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name == "" {
+			continue
+		}
+		if q, ok := strings.CutPrefix(strings.ReplaceAll(strings.TrimSpace(params), " ", ""), "q="); ok {
+			if f, err := strconv.ParseFloat(q, 64); err == nil && f <= 0 {
+				continue
+			}
+		}
+		if !slices.Contains(codings, name) {
+			codings = append(codings, name)
+		}
+	}
+	slices.Sort(codings)
+	return strings.Join(codings, ",")
+}
+
+// sameVariant reports whether a fill another request started (for the
+// same lookup key) is the variant x wants.
+func (s *Server) sameVariant(x *exchange, res *fetchResult) bool {
+	if res.key == x.key {
+		return true
+	}
+	if len(res.vary) == 0 {
+		return res.key == x.primary
+	}
+	return variantKey(x.primary, res.vary, &x.ctx.Request.Header) == res.key
+}
+
+// requestOnlyIfCached reports a request Cache-Control: only-if-cached.
+func requestOnlyIfCached(h *fasthttp.RequestHeader) bool {
+	v := h.Peek("Cache-Control")
+	if len(v) == 0 {
+		return false
+	}
+	for len(v) > 0 {
+		var d []byte
+		d, v = nextDirective(v)
+		if equalFoldASCII(trimOWS(d), "only-if-cached") {
+			return true
+		}
+	}
+	return false
+}
+
+// serveStored answers x from a stored version (complete, or being filled
+// when following is true). It returns errRetry, before writing anything,
+// when the version is gone.
+func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
+	ctx := x.ctx
+	m, info := obj.meta, &obj.info
+	size := info.Size // -1 while a fill of unknown length runs
+	status := m.Status
+	rh := &ctx.Response.Header
+
+	if status == fasthttp.StatusOK {
+		switch pre := evalPreconditions(&ctx.Request.Header, m); pre {
+		case fasthttp.StatusNotModified, fasthttp.StatusPreconditionFailed:
+			ctx.SetStatusCode(pre)
+			fields := m.notModHdr
+			if pre == fasthttp.StatusPreconditionFailed {
+				fields = nil
+			}
+			for _, f := range fields {
+				rh.AddBytesKV(f.k, f.v)
+			}
+			x.setAge(m)
+			x.setCommonHeaders()
+			return nil
+		}
+	}
+
+	off, n := int64(0), size
+	if status == fasthttp.StatusOK && size >= 0 && !x.head {
+		if r := ctx.Request.Header.Peek("Range"); len(r) > 0 && ifRangeHolds(&ctx.Request.Header, m) {
+			switch res, start, end := parseRange(r, size); res {
+			case rangeOK:
+				status, off, n = fasthttp.StatusPartialContent, start, end-start
+			case rangeUnsatisfiable:
+				ctx.SetStatusCode(fasthttp.StatusRequestedRangeNotSatisfiable)
+				rh.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+				x.setStoredHeaders(m)
+				rh.Del("Content-Type")
+				rh.Del("Content-Encoding")
+				x.setAge(m)
+				x.setCommonHeaders()
+				return nil
+			}
+		}
+	}
+
+	// Get the body first: if the version vanished, nothing is written yet.
+	var (
+		raw    []byte
+		reader cache.Reader
+	)
+	if !x.head && n != 0 {
+		cb := int64(info.ChunkBytes)
+		if info.Complete && n > 0 && cb > 0 && off/cb == (off+n-1)/cb && !x.hasSess {
+			chunk, err := s.store.ReadChunk(s.baseCtx, info.ID, info.Version, int(off/cb))
+			if err != nil {
+				return s.storeReadError(info, err)
+			}
+			lo := off - (off/cb)*cb
+			raw = chunk[lo : lo+n]
+		} else {
+			r, err := s.store.NewReader(s.baseCtx, info.ID, info.Version, off, n)
+			if err != nil {
+				return s.storeReadError(info, err)
+			}
+			reader = r
+		}
+	}
+
+	ctx.SetStatusCode(status)
+	x.setStoredHeaders(m)
+	if status == fasthttp.StatusPartialContent {
+		b := append(x.hdrBuf[:0], "bytes "...)
+		b = strconv.AppendInt(b, off, 10)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, off+n-1, 10)
+		b = append(b, '/')
+		b = strconv.AppendInt(b, size, 10)
+		rh.SetCanonical(hdrContentRange, b)
+	}
+	if (status == fasthttp.StatusOK || status == fasthttp.StatusPartialContent) && !m.hasAccRanges && size >= 0 {
+		rh.SetCanonical(hdrAcceptRanges, valBytes)
+	}
+	x.setAge(m)
+	x.setCommonHeaders()
+	switch {
+	case x.head:
+		if n >= 0 {
+			rh.SetContentLength(int(n))
+		}
+	case reader != nil:
+		bs := bodyStreamPool.Get().(*bodyStream)
+		*bs = bodyStream{x: x, r: reader}
+		x.streaming = true
+		if following {
+			// Headers now: the body arrives at the origin's pace.
+			ctx.Response.ImmediateHeaderFlush = true
+		}
+		ctx.SetBodyStream(bs, int(n))
+	default:
+		ctx.Response.SetBodyRaw(raw)
+	}
+	return nil
+}
+
+// storeReadError turns a failed read of a looked-up version into errRetry
+// (gone or corrupt: look again, refetch) or logs an unexpected error.
+func (s *Server) storeReadError(info *cache.ObjectInfo, err error) error {
+	if !errors.Is(err, cache.ErrNotFound) && !errors.Is(err, cache.ErrCorrupt) && !errors.Is(err, cache.ErrFillFailed) {
+		s.log.Warn("edge: reading stored object", "key", info.Key, "error", err)
+	}
+	return errRetry
+}
+
+var (
+	hdrContentRange = []byte("Content-Range")
+	hdrAcceptRanges = []byte("Accept-Ranges")
+	valBytes        = []byte("bytes")
+)
+
+func (x *exchange) setStoredHeaders(m *objMeta) {
+	rh := &x.ctx.Response.Header
+	for i := range m.hdr {
+		rh.AddBytesKV(m.hdr[i].k, m.hdr[i].v)
+	}
+}
+
+func (x *exchange) setAge(m *objMeta) {
+	age := int64(m.currentAge(x.now) / time.Second)
+	b := strconv.AppendInt(x.hdrBuf[:0], age, 10)
+	x.ctx.Response.Header.SetCanonical(hdrAge, b)
+}
+
+// bodyStream writes a stored range to the client: chunk slices straight
+// from the store (io.WriterTo, no copy), then ends the exchange in Close
+// with the bytes actually written. Pooled.
+type bodyStream struct {
+	x       *exchange
+	r       cache.Reader
+	written int64
+}
+
+var bodyStreamPool = sync.Pool{New: func() any { return new(bodyStream) }}
+
+func (b *bodyStream) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		p, err := b.r.NextChunk()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		m, err := w.Write(p)
+		n += int64(m)
+		b.written += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func (b *bodyStream) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.written += int64(n)
+	return n, err
+}
+
+func (b *bodyStream) Close() error {
+	if b.r == nil {
+		return nil
+	}
+	b.r.Close()
+	x, n := b.x, b.written
+	*b = bodyStream{}
+	bodyStreamPool.Put(b)
+	x.finish(n)
+	return nil
+}
+
+// evalPreconditions evaluates the client's conditional headers against a
+// stored 200 (RFC 9110 sec. 13.2.2): 304, 412, or 0 to serve normally.
+func evalPreconditions(h *fasthttp.RequestHeader, m *objMeta) int {
+	if v := h.Peek("If-Match"); len(v) > 0 {
+		if !etagListMatches(v, m.ETag, true) {
+			return fasthttp.StatusPreconditionFailed
+		}
+	} else if v := h.Peek("If-Unmodified-Since"); len(v) > 0 && !m.lastModTime.IsZero() {
+		if t, err := http.ParseTime(string(v)); err == nil && m.lastModTime.After(t) {
+			return fasthttp.StatusPreconditionFailed
+		}
+	}
+	if v := h.Peek("If-None-Match"); len(v) > 0 {
+		if etagListMatches(v, m.ETag, false) {
+			return fasthttp.StatusNotModified
+		}
+		return 0
+	}
+	if v := h.Peek("If-Modified-Since"); len(v) > 0 && !m.lastModTime.IsZero() {
+		if t, err := http.ParseTime(string(v)); err == nil && !m.lastModTime.After(t) {
+			return fasthttp.StatusNotModified
+		}
+	}
+	return 0
+}
+
+// ifRangeHolds reports whether Range applies (RFC 9110 sec. 13.1.5): no
+// If-Range, or one that matches the stored validator strongly.
+func ifRangeHolds(h *fasthttp.RequestHeader, m *objMeta) bool {
+	v := trimOWS(h.Peek("If-Range"))
+	if len(v) == 0 {
+		return true
+	}
+	if v[0] == '"' || (len(v) > 2 && v[0] == 'W' && v[1] == '/') {
+		return m.ETag != "" && !isWeak(m.ETag) && string(v) == m.ETag
+	}
+	if m.lastModTime.IsZero() {
+		return false
+	}
+	t, err := http.ParseTime(string(v))
+	return err == nil && t.Equal(m.lastModTime)
+}
+
+func isWeak(etag string) bool { return strings.HasPrefix(etag, "W/") }
+
+// etagListMatches compares a stored ETag with an If-Match / If-None-Match
+// list ("*" or entity-tags), strongly or weakly.
+func etagListMatches(list []byte, etag string, strong bool) bool {
+	if etag == "" {
+		return false
+	}
+	l := trimOWS(list)
+	if len(l) == 1 && l[0] == '*' {
+		return true
+	}
+	if strong && isWeak(etag) {
+		return false
+	}
+	opaque := strings.TrimPrefix(etag, "W/")
+	for len(l) > 0 {
+		var t []byte
+		t, l = nextDirective(l)
+		t = trimOWS(t)
+		weak := len(t) > 2 && t[0] == 'W' && t[1] == '/'
+		if weak {
+			if strong {
+				continue
+			}
+			t = t[2:]
+		}
+		if string(t) == opaque {
+			return true
+		}
+	}
+	return false
+}
