@@ -74,6 +74,10 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 
+	// Catch signals before announcing the address, so that a supervisor
+	// that signals as soon as it sees the log line is honoured.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	srv, err := demo.Start(*listen, demo.Options{Faults: f, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "origin: %v\n", err)
@@ -81,8 +85,6 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("demo origin listening", "url", srv.URL(), "faults", fmt.Sprintf("%+v", f))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	stop()
 	log.Info("shutting down", "grace", grace.String())
