@@ -144,3 +144,11 @@ func (c *PeerAssist) validate(p *Problems) {
 	}
 	p.CheckFraction("relay_trace_ratio", c.RelayTraceRatio, true)
 }
+
+// Validate checks this section alone (for a section built in code, as the
+// coordinator's constructor does); paths start with "peer_assist.".
+func (c PeerAssist) Validate() error {
+	var p Problems
+	c.validate(p.Sub("peer_assist"))
+	return p.Err("", nil)
+}

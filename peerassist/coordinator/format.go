@@ -1,0 +1,5 @@
+package coordinator
+
+import "strconv"
+
+func formatRate(perSecond float64) string { return strconv.FormatFloat(perSecond, 'g', 4, 64) }

@@ -1,0 +1,429 @@
+package coordinator
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/peerassist/edgebox/peerassist/signal"
+	"github.com/peerassist/edgebox/region"
+)
+
+// handlerCtx is the scratch state of one reading goroutine: the decoded
+// request, the frames to send once the coordinator's lock is released, and
+// the random source of routing. Not safe for concurrent use.
+type handlerCtx struct {
+	req   signal.Request
+	resp  signal.Response
+	out   []byte
+	sends []pendingSend
+	rng   *rand.Rand
+	cands []*peer
+	perm  []int32
+	gen   uint64
+}
+
+type pendingSend struct {
+	c          *conn
+	start, end int
+}
+
+var zeroHeader [maxFrameHeader]byte
+
+// send queues resp as a text frame to c; frames go out in flush.
+func (h *handlerCtx) send(c *conn, resp *signal.Response) {
+	h.out = append(h.out, zeroHeader[:]...)
+	payload := len(h.out)
+	h.out = resp.AppendJSON(h.out)
+	var hdr [maxFrameHeader]byte
+	s := frameHeader(hdr[:], opText, len(h.out)-payload)
+	start := payload - (maxFrameHeader - s)
+	copy(h.out[start:payload], hdr[s:])
+	h.sends = append(h.sends, pendingSend{c, start, len(h.out)})
+}
+
+// failure queues a "failure reason" reply.
+func (h *handlerCtx) failure(c *conn, action signal.Action, infoHash *signal.ID, text string) {
+	h.resp = signal.Response{Kind: signal.KindFailure, Action: action, Failure: text}
+	if infoHash != nil {
+		h.resp.InfoHash, h.resp.HasInfoHash = *infoHash, true
+	}
+	h.send(c, &h.resp)
+}
+
+// flush writes the queued frames. Called without Coordinator.mu held.
+func (h *handlerCtx) flush() {
+	for _, s := range h.sends {
+		s.c.write(h.out[s.start:s.end])
+	}
+	clear(h.sends)
+	h.sends = h.sends[:0]
+	if cap(h.out) > 1<<20 {
+		h.out = make([]byte, 0, 64<<10)
+	}
+	h.out = h.out[:0]
+	clear(h.cands)
+	h.cands = h.cands[:0]
+}
+
+// handleMessage decodes and handles one client message. It returns false
+// when the message was malformed.
+func (co *Coordinator) handleMessage(c *conn, h *handlerCtx, msg []byte) bool {
+	req := &h.req
+	if err := signal.ParseRequest(msg, req); err != nil {
+		co.tel.reject(reasonMalformed)
+		var ih *signal.ID
+		if req.Action == signal.ActionAnnounce && req.InfoHash != (signal.ID{}) {
+			ih = &req.InfoHash
+		}
+		h.failure(c, req.Action, ih, err.Error())
+		return false
+	}
+	switch req.Action {
+	case signal.ActionAnnounce:
+		co.announce(c, h)
+	case signal.ActionScrape:
+		co.scrape(c, h)
+	}
+	return true
+}
+
+// refuse queues a failure reply about the current announce and counts it.
+func (h *handlerCtx) refuse(co *Coordinator, c *conn, reason rejectReason, text string) {
+	co.tel.reject(reason)
+	h.failure(c, signal.ActionAnnounce, &h.req.InfoHash, text)
+}
+
+func (co *Coordinator) announce(c *conn, h *handlerCtx) {
+	req := &h.req
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	if co.closed {
+		return
+	}
+	c.lastInfoHash = req.InfoHash
+
+	// The site: the page's Origin (or Host) unless the client names one.
+	site := c.site
+	if req.Site != "" {
+		named := co.sites.byName[req.Site]
+		switch {
+		case named == nil:
+			h.refuse(co, c, reasonBadSite, "unknown x_site "+strconv.Quote(req.Site))
+			return
+		case c.origin != "" && c.site != nil && named != c.site:
+			h.refuse(co, c, reasonBadSite, "x_site "+strconv.Quote(req.Site)+" does not match the page's origin")
+			return
+		}
+		site = named
+	}
+	if site != nil && !site.enabled {
+		h.refuse(co, c, reasonBadSite, "peer assistance is disabled for site "+strconv.Quote(site.name))
+		return
+	}
+
+	if req.Answer != nil {
+		co.relayAnswer(c, h)
+		return
+	}
+
+	sess := co.sessionFor(c, req.Session, site)
+	if req.Caps != nil {
+		sess.caps = *req.Caps
+	}
+
+	if !c.eligible {
+		// Unknown locality, or another region: HTTP only. A normal reply,
+		// no peers, offers dropped.
+		co.reply(c, h, nil, sess)
+		return
+	}
+	key := swarmKey{region: c.loc.Region, infoHash: req.InfoHash}
+	sw := co.swarms[key]
+	if until, banned := co.bans[banKey{key, c.ip}]; banned && time.Now().Before(until) {
+		h.refuse(co, c, reasonBanned, "dropped from this swarm (bad chunks reported) until "+until.UTC().Format(time.RFC3339))
+		return
+	}
+	var p *peer
+	if sw != nil {
+		p = sw.peers[req.PeerID]
+	}
+	if p != nil && p.c != c {
+		// The peer_id belongs to another connection: only the same session
+		// (a client that reconnected before its old socket timed out) may
+		// take it over.
+		if req.Session == "" || p.c.sess == nil || p.c.sess.id != req.Session {
+			h.refuse(co, c, reasonPeerIDInUse, "peer_id is in use by another connection")
+			return
+		}
+		co.removePeer(p, "taken over")
+		p = nil
+	}
+	if p == nil && sw != nil {
+		for _, q := range c.peers {
+			if q.sw == sw {
+				h.refuse(co, c, reasonPeerIDChanged, "one peer_id per swarm per connection")
+				return
+			}
+		}
+	}
+
+	if req.Event == signal.EventStopped {
+		if p != nil {
+			co.removePeer(p, "stopped")
+		}
+		co.reply(c, h, co.swarms[key], sess)
+		return
+	}
+
+	if sw == nil {
+		sw = newSwarm(key)
+		co.swarms[key] = sw
+	}
+	if p == nil {
+		p = &peer{id: req.PeerID, sw: sw, c: c, site: site, have: max(req.Have, 0)}
+		p.complete = req.Left == 0 || req.Event == signal.EventCompleted
+		sw.join(p)
+		c.peers = append(c.peers, p)
+		co.byRegion[key.region]++
+		co.tel.span("peerassist.join", c, sw, attribute.String("peerassist.peer_id", p.id.String()))
+	} else {
+		if req.Have >= 0 {
+			p.have = req.Have
+		}
+		if req.Left == 0 || req.Event == signal.EventCompleted {
+			sw.setComplete(p)
+		}
+	}
+	sess.swarm.Store(sw)
+
+	if req.Report != nil {
+		co.applyReport(c, h, sess, p, req.Report)
+		if p.sw == nil {
+			// The report got this peer dropped (false accuser).
+			return
+		}
+	}
+
+	co.reply(c, h, sw, sess)
+
+	if len(req.Offers) > 0 {
+		co.relayOffers(c, h, p)
+	}
+}
+
+// reply queues the announce reply.
+func (co *Coordinator) reply(c *conn, h *handlerCtx, sw *swarm, sess *session) {
+	h.resp = signal.Response{Kind: signal.KindAnnounce, Action: signal.ActionAnnounce, InfoHash: h.req.InfoHash,
+		HasInfoHash: true, Interval: co.intervalSec, Session: sess.id}
+	if sw != nil {
+		h.resp.Complete, h.resp.Incomplete = int64(sw.complete), int64(sw.incomplete())
+	}
+	h.send(c, &h.resp)
+}
+
+// relayOffers sends the announce's offers to the best-ranked peers.
+func (co *Coordinator) relayOffers(c *conn, h *handlerCtx, p *peer) {
+	req := &h.req
+	want := min(len(req.Offers), co.cfg.MaxOffers)
+	if req.NumWant >= 0 {
+		want = min(want, req.NumWant)
+	}
+	co.markGen++
+	cands := h.pick(p.sw, p, want, co.markGen)
+	nowSec := co.nowSec()
+	for i, t := range cands {
+		o := &req.Offers[i]
+		h.resp = signal.Response{Kind: signal.KindOffer, Action: signal.ActionAnnounce, InfoHash: req.InfoHash,
+			HasInfoHash: true, PeerID: p.id, OfferID: o.ID, SDP: o.SDP}
+		h.send(t.c, &h.resp)
+		t.addPending(pendingOffer{offerID: o.ID, from: p.id, fromC: c.id, atSec: nowSec}, co.cfg.MaxPendingOffers)
+		t.remember(p.id)
+		p.remember(t.id)
+		co.tel.offers.Add(1)
+		if co.tel.sampleRelay(h.rng) {
+			co.tel.span("peerassist.relay.offer", c, p.sw,
+				attribute.String("peerassist.peer_id", p.id.String()),
+				attribute.String("peerassist.to_peer_id", t.id.String()),
+				attribute.String("peerassist.tier", region.Compare(c.loc, t.c.loc).String()))
+		}
+	}
+}
+
+func (co *Coordinator) nowSec() uint32 { return uint32(time.Since(co.start) / time.Second) }
+
+// addPending remembers an offer relayed to t, forgetting the oldest beyond
+// the cap.
+func (t *peer) addPending(po pendingOffer, maxPending int) {
+	if len(t.pending) >= maxPending {
+		copy(t.pending, t.pending[1:])
+		t.pending = t.pending[:len(t.pending)-1]
+	}
+	t.pending = append(t.pending, po)
+}
+
+// relayAnswer relays an answer, but only from the peer bound to this
+// connection, to the peer whose offer was relayed to it, within
+// offer_max_age.
+func (co *Coordinator) relayAnswer(c *conn, h *handlerCtx) {
+	req := &h.req
+	if !c.eligible {
+		h.refuse(co, c, reasonUnsolicitedAnswer, "answer to an offer that was not relayed to you")
+		return
+	}
+	key := swarmKey{region: c.loc.Region, infoHash: req.InfoHash}
+	sw := co.swarms[key]
+	var q *peer
+	if sw != nil {
+		q = sw.peers[req.PeerID]
+	}
+	if q == nil || q.c != c {
+		if q != nil {
+			h.refuse(co, c, reasonPeerIDInUse, "peer_id is in use by another connection")
+		} else {
+			h.refuse(co, c, reasonUnsolicitedAnswer, "answer from a peer_id that has not announced on this connection")
+		}
+		return
+	}
+	idx := -1
+	for i := range q.pending {
+		if q.pending[i].offerID == req.OfferID && q.pending[i].from == req.ToPeerID {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		h.refuse(co, c, reasonUnsolicitedAnswer, "answer to an offer that was not relayed to you")
+		return
+	}
+	po := q.pending[idx]
+	q.pending = append(q.pending[:idx], q.pending[idx+1:]...)
+	if len(q.pending) == 0 {
+		q.pending = nil
+	}
+	if time.Duration(co.nowSec()-po.atSec)*time.Second > co.offerMaxAge {
+		h.refuse(co, c, reasonExpiredOffer, "answer to an offer older than "+co.offerMaxAge.String())
+		return
+	}
+	target := sw.peers[req.ToPeerID]
+	if target == nil || target.c.id != po.fromC {
+		co.tel.reject(reasonOffererGone)
+		return
+	}
+	h.resp = signal.Response{Kind: signal.KindAnswer, Action: signal.ActionAnnounce, InfoHash: req.InfoHash,
+		HasInfoHash: true, PeerID: q.id, OfferID: req.OfferID, SDP: req.Answer}
+	h.send(target.c, &h.resp)
+	co.tel.answers.Add(1)
+	if co.tel.sampleRelay(h.rng) {
+		co.tel.span("peerassist.relay.answer", c, sw,
+			attribute.String("peerassist.peer_id", q.id.String()),
+			attribute.String("peerassist.to_peer_id", target.id.String()))
+	}
+}
+
+func (co *Coordinator) scrape(c *conn, h *handlerCtx) {
+	req := &h.req
+	if len(req.InfoHashes) == 0 {
+		co.tel.reject(reasonMalformed)
+		h.failure(c, signal.ActionScrape, nil, "invalid info_hash: scrape needs one or more info_hash")
+		return
+	}
+	h.resp = signal.Response{Kind: signal.KindScrape, Action: signal.ActionScrape, MinRequestInterval: co.intervalSec,
+		Files: h.resp.Files[:0]}
+	co.mu.Lock()
+	for _, ih := range req.InfoHashes {
+		f := signal.ScrapeFile{InfoHash: ih}
+		if c.eligible {
+			if sw := co.swarms[swarmKey{c.loc.Region, ih}]; sw != nil {
+				f.Complete, f.Incomplete, f.Downloaded = int64(sw.complete), int64(sw.incomplete()), int64(sw.complete)
+			}
+		}
+		h.resp.Files = append(h.resp.Files, f)
+	}
+	co.mu.Unlock()
+	h.send(c, &h.resp)
+}
+
+// sessionFor returns the connection's session, creating it on the first
+// announce or resuming the one the client names when it is detached.
+// Called with co.mu held.
+func (co *Coordinator) sessionFor(c *conn, want string, site *siteInfo) *session {
+	if c.sess != nil {
+		return c.sess
+	}
+	if want != "" {
+		if s := co.lookupSession(want); s != nil && s.c == nil {
+			s.c = c
+			c.sess = s
+			s.loc = c.loc
+			return s
+		}
+	}
+	s := &session{id: newSessionID(), c: c, loc: c.loc, started: time.Now()}
+	if site != nil {
+		s.site = site.name
+	}
+	co.sessMu.Lock()
+	co.sessions[s.id] = s
+	co.sessMu.Unlock()
+	c.sess = s
+	return s
+}
+
+// removePeer takes p out of its swarm. Called with co.mu held.
+func (co *Coordinator) removePeer(p *peer, why string) {
+	sw := p.sw
+	if sw == nil {
+		return
+	}
+	sw.leave(p)
+	p.sw = nil
+	p.pending = nil
+	for i, q := range p.c.peers {
+		if q == p {
+			last := len(p.c.peers) - 1
+			p.c.peers[i] = p.c.peers[last]
+			p.c.peers[last] = nil
+			p.c.peers = p.c.peers[:last]
+			break
+		}
+	}
+	co.byRegion[sw.key.region]--
+	if co.byRegion[sw.key.region] <= 0 {
+		delete(co.byRegion, sw.key.region)
+	}
+	if len(sw.peers) == 0 && len(sw.accused) == 0 {
+		delete(co.swarms, sw.key)
+	}
+	co.tel.span("peerassist.leave", p.c, sw, attribute.String("peerassist.peer_id", p.id.String()),
+		attribute.String("peerassist.reason", why))
+}
+
+// onClosed removes a released connection: close means stopped.
+func (co *Coordinator) onClosed(c *conn) {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	if _, ok := co.conns[c]; !ok {
+		return
+	}
+	delete(co.conns, c)
+	for len(c.peers) > 0 {
+		co.removePeer(c.peers[len(c.peers)-1], "closed")
+	}
+	if s := c.sess; s != nil && s.c == c {
+		s.c = nil
+		s.detachedAt = time.Now()
+	}
+	if n := co.perIP[c.ip] - 1; n > 0 {
+		co.perIP[c.ip] = n
+	} else {
+		delete(co.perIP, c.ip)
+	}
+}
+
+var _ = trace.SpanKindInternal
+var _ = context.Background

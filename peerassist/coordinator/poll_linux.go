@@ -1,0 +1,217 @@
+//go:build linux
+
+package coordinator
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+var errNoEpoll = errors.New("coordinator: epoll unavailable")
+
+// readBufBytes is the size of each loop's shared read buffer.
+const readBufBytes = 64 << 10
+
+// poller is one epoll loop: it owns the reads of its connections and one
+// read buffer shared by all of them, so an idle connection holds no buffer
+// and no goroutine. Safe for concurrent use (add, remove and watchWrite may
+// come from any goroutine).
+type poller struct {
+	co   *Coordinator
+	epfd int
+	efd  int // eventfd that wakes the loop to stop
+
+	mu    sync.RWMutex
+	conns map[int32]*conn
+
+	h   *handlerCtx
+	buf []byte
+}
+
+func newPoller(co *Coordinator, idx int) (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			return nil, errNoEpoll
+		}
+		return nil, fmt.Errorf("coordinator: epoll_create1: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("coordinator: eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		unix.Close(efd)
+		unix.Close(epfd)
+		return nil, fmt.Errorf("coordinator: epoll_ctl: %w", err)
+	}
+	return &poller{co: co, epfd: epfd, efd: efd, conns: map[int32]*conn{},
+		h: co.newHandlerCtx(uint64(idx) + 1<<32), buf: make([]byte, readBufBytes)}, nil
+}
+
+// wake makes run return.
+func (p *poller) wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(p.efd, one[:])
+}
+
+// add starts watching c. Once added, c belongs to the loop, which may
+// release it at any moment: add reads nothing of c after registering it.
+func (p *poller) add(c *conn) error {
+	fd := c.fd
+	c.p = p
+	p.mu.Lock()
+	p.conns[int32(fd)] = c
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.mu.Lock()
+		delete(p.conns, int32(fd))
+		p.mu.Unlock()
+		c.p = nil
+		return fmt.Errorf("epoll_ctl add: %w", err)
+	}
+	return nil
+}
+
+// remove stops watching c (called with c.wmu held, before its fd closes).
+func (p *poller) remove(c *conn) {
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	p.mu.Lock()
+	if p.conns[int32(c.fd)] == c {
+		delete(p.conns, int32(c.fd))
+	}
+	p.mu.Unlock()
+}
+
+// watchWrite arms or disarms EPOLLOUT (called with c.wmu held).
+func (p *poller) watchWrite(c *conn, on bool) {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}
+	if on {
+		ev.Events |= unix.EPOLLOUT
+	}
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
+}
+
+func (p *poller) run() {
+	defer func() {
+		unix.Close(p.efd)
+		unix.Close(p.epfd)
+	}()
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.co.log.Error("peerassist: epoll_wait failed; signaling loop stops", "error", err)
+			return
+		}
+		for i := range n {
+			ev := &events[i]
+			if int(ev.Fd) == p.efd {
+				return
+			}
+			p.mu.RLock()
+			c := p.conns[ev.Fd]
+			p.mu.RUnlock()
+			if c == nil {
+				continue
+			}
+			if ev.Events&unix.EPOLLOUT != 0 {
+				c.flush()
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 {
+				p.readable(c)
+			}
+		}
+	}
+}
+
+// readable reads what c has: a few reads at most, so one busy socket does
+// not starve the others (epoll is level-triggered and comes back).
+func (p *poller) readable(c *conn) {
+	for range 4 {
+		n, err := unix.Read(c.fd, p.buf)
+		switch {
+		case n > 0:
+			if !c.onBytes(p.h, p.buf[:n]) {
+				c.release()
+				return
+			}
+			if n < len(p.buf) {
+				return
+			}
+		case n == 0 && err == nil:
+			c.release() // EOF
+			return
+		case errors.Is(err, unix.EAGAIN):
+			return
+		case errors.Is(err, unix.EINTR):
+		default:
+			c.release()
+			return
+		}
+	}
+}
+
+// dupFD returns a non-blocking duplicate of a TCP connection's socket, so
+// the connection can be closed (fasthttp closes hijacked connections when
+// the hijack handler returns unless KeepHijackedConns is set) while the
+// socket lives on in our epoll loop.
+func dupFD(nc net.Conn) (int, error) {
+	raw := nc
+	if u, ok := nc.(interface{ UnsafeConn() net.Conn }); ok {
+		raw = u.UnsafeConn()
+	}
+	tc, ok := raw.(*net.TCPConn)
+	if !ok {
+		return -1, fmt.Errorf("not a TCP connection (%T)", raw)
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func sendNoSignal(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.SendmsgN(fd, b, nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return n, err
+	}
+}
+
+func isTemporary(err error) bool {
+	return errors.Is(err, unix.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
+}
+
+func shutdownWrite(fd int) { _ = unix.Shutdown(fd, unix.SHUT_WR) }
+func shutdownBoth(fd int)  { _ = unix.Shutdown(fd, unix.SHUT_RDWR) }
+func closeFD(fd int)       { _ = unix.Close(fd) }

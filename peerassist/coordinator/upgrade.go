@@ -1,0 +1,229 @@
+package coordinator
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/peerassist/edgebox/region"
+)
+
+// Handler is the /pa/v1/announce route: it checks the WebSocket upgrade
+// request (method, headers, Origin allowlist, connection caps), answers 101
+// and takes the socket from fasthttp. Refusals are plain HTTP errors with a
+// message.
+func (co *Coordinator) Handler(ctx *fasthttp.RequestCtx) {
+	if !co.cfg.Enabled {
+		ctx.Error("peer assistance is disabled on this edge", fasthttp.StatusNotFound)
+		return
+	}
+	h := &ctx.Request.Header
+	switch {
+	case !ctx.IsGet():
+		co.tel.reject(reasonHandshake)
+		ctx.Response.Header.Set("Allow", "GET")
+		ctx.Error("the signaling endpoint takes a WebSocket upgrade (GET)", fasthttp.StatusMethodNotAllowed)
+		return
+	case !headerHasToken(h.Peek("Connection"), "upgrade") || !headerHasToken(h.Peek("Upgrade"), "websocket"):
+		co.tel.reject(reasonHandshake)
+		ctx.Response.Header.Set("Upgrade", "websocket")
+		ctx.Error("this is a WebSocket endpoint: send Connection: Upgrade and Upgrade: websocket", fasthttp.StatusUpgradeRequired)
+		return
+	case string(h.Peek("Sec-WebSocket-Version")) != "13":
+		co.tel.reject(reasonHandshake)
+		ctx.Response.Header.Set("Sec-WebSocket-Version", "13")
+		ctx.Error("unsupported Sec-WebSocket-Version (want 13)", fasthttp.StatusUpgradeRequired)
+		return
+	case !validKey(h.Peek("Sec-WebSocket-Key")):
+		co.tel.reject(reasonHandshake)
+		ctx.Error("missing or malformed Sec-WebSocket-Key", fasthttp.StatusBadRequest)
+		return
+	}
+	origin := string(h.Peek("Origin"))
+	if origin != "" && len(co.origins) > 0 && !co.origins[origin] {
+		co.tel.reject(reasonOrigin)
+		ctx.Error("origin "+strconv.Quote(origin)+" is not allowed to use this edge's peer assistance", fasthttp.StatusForbidden)
+		return
+	}
+	ip := co.clientAddr(ctx)
+	if ok, status, msg := co.admitConn(ip); !ok {
+		co.tel.reject(reasonTooManyConns)
+		ctx.Response.Header.Set("Retry-After", "30")
+		ctx.Error(msg, status)
+		return
+	}
+	site := co.sites.forRequest(origin, string(h.Host()))
+	loc := co.locator.Locate(ip)
+
+	ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols)
+	ctx.Response.Header.Set("Upgrade", "websocket")
+	ctx.Response.Header.Set("Connection", "Upgrade")
+	ctx.Response.Header.Set("Sec-WebSocket-Accept", acceptKey(h.Peek("Sec-WebSocket-Key")))
+	ctx.Response.Header.SetNoDefaultContentType(true)
+	ctx.Response.SkipBody = true
+	ctx.Hijack(func(nc net.Conn) {
+		co.attach(nc, ip, loc, origin, site)
+	})
+}
+
+func (co *Coordinator) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if co.addrOf != nil {
+		if a := co.addrOf(ctx); a.IsValid() {
+			return a.Unmap()
+		}
+	}
+	a, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return a.Unmap()
+}
+
+// admitConn checks the connection caps before the upgrade.
+func (co *Coordinator) admitConn(ip netip.Addr) (bool, int, string) {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	switch {
+	case co.closed:
+		return false, fasthttp.StatusServiceUnavailable, "the coordinator is shutting down"
+	case len(co.conns) >= co.cfg.MaxConnections:
+		return false, fasthttp.StatusServiceUnavailable, "too many signaling connections on this edge"
+	case co.perIP[ip] >= co.cfg.MaxConnectionsPerIP:
+		return false, fasthttp.StatusTooManyRequests, "too many signaling connections from " + ip.String()
+	}
+	return true, 0, ""
+}
+
+// headerHasToken reports whether a comma-separated header holds token
+// (case-insensitive).
+func headerHasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			part, v = v[:i], v[i+1:]
+		} else {
+			part, v = v, nil
+		}
+		if bytes.EqualFold(bytes.TrimSpace(part), []byte(token)) {
+			return true
+		}
+	}
+	return false
+}
+
+// attach runs on fasthttp's hijack goroutine after the 101 was written.
+func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, origin string, site *siteInfo) {
+	c := &conn{co: co, ip: ip, loc: loc, origin: origin, site: site, opened: time.Now(), fd: -1,
+		tokens: float64(co.cfg.MessageBurst)}
+	c.eligible = loc.Known && loc.Region != "" && (co.region == "" || loc.Region == co.region)
+	c.tokAt = co.clock()
+	c.lastRecv.Store(c.tokAt)
+
+	// Register, re-checking the caps: concurrent upgrades may have passed
+	// admitConn together.
+	co.mu.Lock()
+	refused := ""
+	switch {
+	case co.closed:
+		refused = "server shutting down"
+	case len(co.conns) >= co.cfg.MaxConnections:
+		refused = "too many signaling connections on this edge"
+	case co.perIP[ip] >= co.cfg.MaxConnectionsPerIP:
+		refused = "too many signaling connections from your address"
+	}
+	if refused == "" {
+		co.connSeq++
+		c.id = co.connSeq
+		co.conns[c] = struct{}{}
+		co.perIP[ip]++
+	}
+	co.mu.Unlock()
+	if refused != "" {
+		co.tel.reject(reasonTooManyConns)
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = nc.Write(appendFrame(nil, opClose, closePayload(closePolicy, refused)))
+		nc.Close()
+		return
+	}
+
+	if !co.noEpoll && len(co.pollers) > 0 {
+		if fd, err := dupFD(nc); err == nil {
+			// The socket now lives on as fd; fasthttp's connection (or our
+			// reference to it) goes away.
+			nc.Close()
+			p := co.pollers[int(co.pollNext.Add(1))%len(co.pollers)]
+			c.fd = fd
+			if err := p.add(c); err != nil {
+				co.log.Error("peerassist: cannot watch a signaling socket", "error", err)
+				closeFD(fd)
+				c.fd = -1
+				c.state = stateReleased
+				co.onClosed(c)
+			}
+			return
+		}
+	}
+	co.serveGoroutine(c, nc)
+}
+
+// serveGoroutine reads c on this goroutine until it closes (goroutine mode),
+// with a writer goroutine draining its queue.
+func (co *Coordinator) serveGoroutine(c *conn, nc net.Conn) {
+	c.nc = nc
+	c.wake = make(chan struct{}, 1)
+	co.wg.Add(2)
+	go func() {
+		defer co.wg.Done()
+		c.writer()
+	}()
+	defer co.wg.Done()
+	h := co.newHandlerCtx(c.id)
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := nc.Read(buf)
+		if n > 0 && !c.onBytes(h, buf[:n]) {
+			break
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.release()
+}
+
+// writer drains the send queue of a goroutine-mode connection.
+func (c *conn) writer() {
+	for range c.wake {
+		c.wmu.Lock()
+		out := c.out
+		c.out = nil
+		st := c.state
+		c.wmu.Unlock()
+		if len(out) > 0 && (st == stateOpen || st == stateClosing) {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.nc.Write(out); err != nil {
+				c.wmu.Lock()
+				c.shutdownLocked()
+				c.wmu.Unlock()
+			}
+		}
+		c.wmu.Lock()
+		st = c.state
+		pending := len(c.out)
+		c.wmu.Unlock()
+		switch {
+		case st == stateClosing && pending == 0:
+			// The close frame is out: give the client a moment to answer,
+			// then the reader's EOF or the sweeper releases it.
+			if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+				_ = tc.CloseWrite()
+			} else {
+				c.nc.Close()
+			}
+		case st == stateDead || st == stateReleased:
+			c.nc.Close()
+			return
+		}
+	}
+}
