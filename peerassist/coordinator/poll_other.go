@@ -14,13 +14,13 @@ var errNoEpoll = errors.New("coordinator: epoll unavailable")
 type poller struct{}
 
 func newPoller(*Coordinator, int) (*poller, error) { return nil, errNoEpoll }
-func (p *poller) wake()                             {}
-func (p *poller) run()                              {}
-func (p *poller) add(*conn) error                   { return errNoEpoll }
-func (p *poller) remove(*conn)                      {}
-func (p *poller) watchWrite(*conn, bool)            {}
+func (p *poller) wake()                            {}
+func (p *poller) run()                             {}
+func (p *poller) add(*conn) error                  { return errNoEpoll }
+func (p *poller) remove(*conn)                     {}
+func (p *poller) watchWrite(*conn, bool)           {}
 
-func dupFD(net.Conn) (int, error)          { return -1, errNoEpoll }
+func dupFD(net.Conn) (int, error)           { return -1, errNoEpoll }
 func sendNoSignal(int, []byte) (int, error) { return 0, errNoEpoll }
 func isTemporary(error) bool                { return false }
 func shutdownWrite(int)                     {}

@@ -37,9 +37,9 @@ type session struct {
 }
 
 type accused struct {
-	sw  swarmKey
-	id  signal.ID
-	at  time.Time
+	sw swarmKey
+	id signal.ID
+	at time.Time
 }
 
 // SessionInfo is a snapshot of one session, for the policy loop and the
