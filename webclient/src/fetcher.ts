@@ -21,6 +21,12 @@ export interface SwarmView {
   holders(objectId: string, index: number): PeerSource[];
   /** Connected neighbors. */
   neighbors(): number;
+  /**
+   * True while what neighbors hold is not known yet: others are in the
+   * swarm but none is connected, or one connected a moment ago and its
+   * announcements are still arriving.
+   */
+  warming(): boolean;
   /** Peers in the swarm, us included, as the coordinator last said (>= 1). */
   size(): number;
   /** Resolves when a neighbor announces the chunk; rejects when signal fires. */
@@ -135,7 +141,7 @@ export class Fetcher {
     const swarm = this.swarm;
     const urgent = !!r.urgent || r.deadlineAt - now() <= this.tune.urgentWindowMs;
     const p2p = !!swarm && this.edge.isEdge(u) && this.canVerify;
-    if (p2p && !urgent && swarm.neighbors() > 0) {
+    if (p2p && !urgent && (swarm.neighbors() > 0 || swarm.warming())) {
       let m: Manifest | undefined;
       try {
         m = await this.manifest(u, r.signal);
@@ -168,11 +174,13 @@ export class Fetcher {
   }
 
   /** Verifies an object fetched whole from the edge and stores its chunks for peers. */
-  private shareEdgeCopy(u: URL, data: Uint8Array): void {
+  private shareEdgeCopy(u: URL, body: Uint8Array): void {
+    // Copy now: the player may transfer (detach) the buffer it is given.
+    const data = body.slice();
     this.manifest(u)
       .then(async (m) => {
         if (m.size !== data.length) {
-          this.log.info("edge copy of", m.url, "does not match its manifest size; not shared");
+          this.log.info(`edge copy of ${m.url} (${data.length} bytes) does not match its manifest (${m.size} bytes); not shared`);
           return;
         }
         for (let i = 0; i < numChunks(m); i++) {
@@ -239,7 +247,7 @@ export class Fetcher {
       const t = now();
       const edgeAt = deadlineAt - this.tune.urgentWindowMs;
       const swarm = this.swarm;
-      if (!swarm || t >= edgeAt || swarm.neighbors() === 0) return this.edgeChunk(u, m, i, true, signal);
+      if (!swarm || t >= edgeAt || (swarm.neighbors() === 0 && !swarm.warming())) return this.edgeChunk(u, m, i, true, signal);
       const holders = swarm.holders(m.objectId, i).filter((p) => !tried.has(p.id));
       if (holders.length > 0) {
         const peer = holders[0];
@@ -262,7 +270,7 @@ export class Fetcher {
       }
       // Nobody we know holds it. About k peers of the swarm fetch it from the
       // edge (Slurpie); the others wait for it to appear among neighbors.
-      if (!seedDecided && t >= refusedUntil) {
+      if (!seedDecided && t >= refusedUntil && !swarm.warming()) {
         seedDecided = true;
         if (this.random() < Math.min(1, this.tune.seedPeers / Math.max(1, swarm.size() - 1))) {
           try {

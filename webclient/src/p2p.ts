@@ -21,6 +21,10 @@ const hungryAnnounceMs = 8000;
 /** Default upload capacity assumed when none is declared: 10 Mbit/s. */
 const defaultUploadBps = 10_000_000;
 const peerIdPrefix = "-PA0100-";
+/** A new neighbor's bitfields arrive within this; chunks wait for them. */
+const warmupMs = 400;
+/** How long after joining a client waits for its first neighbor before going edge-only until one connects. */
+const maxWarmMs = 15_000;
 
 export class P2P implements P2PEngine, PeerHooks {
   private readonly tracker: Tracker;
@@ -40,6 +44,8 @@ export class P2P implements P2PEngine, PeerHooks {
   private reportTimer: ReturnType<typeof setTimeout> | undefined;
   private destroyed = false;
   private started = false;
+  private lastOpen = 0;
+  private readonly startedAt = Date.now();
 
   constructor(private readonly client: Client, swarm: string) {
     this.swarmName = swarm;
@@ -251,7 +257,10 @@ export class P2P implements P2PEngine, PeerHooks {
   }
 
   opened(p: Peer): void {
+    this.lastOpen = Date.now();
     this.client.counters.peersConnected = this.connected();
+    // Waiting chunks look again once the neighbor's announcements are in.
+    setTimeout(() => this.wakeAll(), warmupMs);
     this.client.counters.p2p = "on";
     this.client.peerEvent({ peerId: p.id, state: "connected" });
   }
@@ -278,7 +287,18 @@ export class P2P implements P2PEngine, PeerHooks {
     return n;
   }
 
+  private wakeAll(): void {
+    const all = [...this.waiters.values()];
+    this.waiters.clear();
+    for (const set of all) for (const f of set) f();
+  }
+
   // ---- SwarmView
+
+  warming(): boolean {
+    if (Date.now() - this.lastOpen < warmupMs) return true;
+    return this.connected() === 0 && this.swarmPeers > 1 && Date.now() - this.startedAt < maxWarmMs;
+  }
 
   holders(objectId: string, index: number): PeerSource[] {
     const out: Peer[] = [];

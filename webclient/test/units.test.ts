@@ -129,6 +129,7 @@ class FakeSwarm implements SwarmView {
   constructor(public peers: FakePeer[], public swarmSize = 3) {}
   holders() { return this.peers; }
   neighbors() { return this.peers.length; }
+  warming() { return false; }
   size() { return this.swarmSize; }
   waitHave(_o: string, _i: number, signal: AbortSignal) {
     return new Promise<void>((_, reject) => signal.addEventListener("abort", () => reject(new Error("aborted"))));

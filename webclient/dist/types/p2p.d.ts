@@ -19,6 +19,8 @@ export declare class P2P implements P2PEngine, PeerHooks {
     private reportTimer;
     private destroyed;
     private started;
+    private lastOpen;
+    private readonly startedAt;
     constructor(client: Client, swarm: string);
     private defaultBudgetBps;
     setSwarm(name: string): void;
@@ -39,6 +41,8 @@ export declare class P2P implements P2PEngine, PeerHooks {
     serving(): boolean;
     private scheduleAnnounceSoon;
     private connected;
+    private wakeAll;
+    warming(): boolean;
     holders(objectId: string, index: number): PeerSource[];
     neighbors(): number;
     size(): number;
