@@ -80,7 +80,7 @@ func Load(path string) (*Config, error) {
 func Parse(path string, data []byte) (*Config, error) {
 	cfg := Default()
 	cfg.File = path
-	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
+	if err := unmarshalStrict(data, &cfg); err != nil {
 		return nil, decodeError(path, data, err)
 	}
 	// Sites are decoded into zero values; fill their defaults here so that a
@@ -93,6 +93,19 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// unmarshalStrict decodes data into cfg, turning a panic of the YAML
+// decoder into an error: goccy/go-yaml v1.19.2 dereferences nil on some
+// malformed input (a tag before a sequence, found by region's
+// FuzzRegionConfig: "hosts:\n  ! 0000").
+func unmarshalStrict(data []byte, cfg *Config) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed YAML (the decoder failed: %v)", r)
+		}
+	}()
+	return yaml.UnmarshalWithOptions(data, cfg, yaml.Strict())
 }
 
 // Validate checks every section and returns all problems as Errors, or nil.

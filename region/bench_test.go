@@ -1,0 +1,252 @@
+package region
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/peerassist/edgebox/config"
+)
+
+// Full-size table: about as many ranges as iptoasn's combined file.
+const (
+	benchRangesV4 = 400_000
+	benchRangesV6 = 100_000
+)
+
+// writeFullTSV writes a synthetic iptoasn file shaped like the real one:
+// sorted, disjoint ranges that are mostly runs of 1-3 aligned blocks (/24
+// the most common in IPv4, /32-/48 in IPv6), some ending mid-block, ~70k
+// ASNs, 10% "Not routed". It returns the number of lines written.
+func writeFullTSV(tb testing.TB, path string) int {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	rng := rand.New(rand.NewPCG(7, 11))
+	line := func(from, to netip.Addr) {
+		asn := 1 + rng.Uint32N(70_000)
+		if rng.IntN(10) == 0 {
+			fmt.Fprintf(w, "%s\t%s\t0\tNone\tNot routed\n", from, to)
+			return
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\tZZ\tAS%d-EXAMPLE Example Networks %d\n", from, to, asn, asn, asn%997)
+	}
+	n := 0
+	// IPv4 from 1.0.0.0 up to 223.255.255.255.
+	cursor := uint64(1 << 24)
+	v4bits := []int{8, 8, 8, 8, 9, 10, 10, 11, 12, 13, 14, 16}
+	for n < benchRangesV4 {
+		k := v4bits[rng.IntN(len(v4bits))]
+		block := uint64(1) << k
+		cursor = (cursor + block - 1) &^ (block - 1)
+		size := block * uint64(1+rng.IntN(3))
+		if rng.IntN(10) == 0 {
+			size -= block / 2 // ends mid-block: several prefixes
+		}
+		if cursor+size > 224<<24 {
+			tb.Fatalf("synthetic IPv4 space exhausted after %d ranges", n)
+		}
+		line(u32Addr(uint32(cursor)), u32Addr(uint32(cursor+size-1)))
+		n++
+		cursor += size + block*uint64(rng.IntN(4))
+	}
+	// IPv6 in 2000::/3, working on the upper 64 bits.
+	hi := uint64(0x2001) << 48
+	v6len := []int{29, 32, 32, 32, 36, 40, 44, 48, 48, 48, 48}
+	addr6 := func(h uint64, ones bool) netip.Addr {
+		var b [16]byte
+		for i := 0; i < 8; i++ {
+			b[i] = byte(h >> (56 - 8*i))
+			if ones {
+				b[8+i] = 0xff
+			}
+		}
+		return netip.AddrFrom16(b)
+	}
+	for i := 0; i < benchRangesV6; i++ {
+		block := uint64(1) << (64 - v6len[rng.IntN(len(v6len))])
+		hi = (hi + block - 1) &^ (block - 1)
+		size := block * uint64(1+rng.IntN(2))
+		line(addr6(hi, false), addr6(hi+size-1, true))
+		n++
+		hi += size + block*uint64(rng.IntN(3))
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// fullConfig assigns 2000 ASNs to 10 regions (half of them restricted to
+// within prefixes) and adds a few config prefixes.
+func fullConfig() config.Region {
+	cfg := config.DefaultRegion()
+	cfg.Name = "region-0"
+	cfg.Sources = []config.RegionSource{{Path: "full.tsv"}}
+	for r := 0; r < 10; r++ {
+		rd := config.RegionDef{Name: "region-" + strconv.Itoa(r)}
+		rd.ISPs = []config.ISPDef{{Name: "isp-" + strconv.Itoa(r), ASN: uint32(80_000 + r),
+			Prefixes: []string{fmt.Sprintf("%d.0.0.0/16", 100+r), fmt.Sprintf("2a0%d::/24", r)}}}
+		for a := 0; a < 200; a++ {
+			asn := uint32(1 + r*7000 + a*31)
+			def := config.ASNDef{ASN: asn}
+			if a%2 == 1 {
+				def.Within = []string{fmt.Sprintf("%d.0.0.0/8", 1+(a+r)%200), "2000::/3"}
+			}
+			rd.ASNs = append(rd.ASNs, def)
+		}
+		cfg.Regions = append(cfg.Regions, rd)
+	}
+	return cfg
+}
+
+// fullLocator builds the full-size table once per benchmark.
+func fullLocator(b *testing.B) (*Locator, []netip.Addr) {
+	b.Helper()
+	dir := b.TempDir()
+	writeFullTSV(b, filepath.Join(dir, "full.tsv"))
+	l, err := New(fullConfig(), Options{BaseDir: dir, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	// Probe addresses spread over the populated space, v4 and v6.
+	rng := rand.New(rand.NewPCG(3, 4))
+	addrs := make([]netip.Addr, 1<<16)
+	known := 0
+	for i := range addrs {
+		if i%4 == 3 {
+			var a [16]byte
+			a[0], a[1] = 0x20, 0x01
+			h := rng.Uint64()
+			for j := 2; j < 8; j++ {
+				a[j] = byte(h >> (8 * j))
+			}
+			a[2] &= 0x1f // stay near the generated ranges
+			a[15] = byte(i)
+			addrs[i] = netip.AddrFrom16(a)
+		} else {
+			addrs[i] = u32Addr(1<<24 + rng.Uint32N(180<<24))
+		}
+		if l.Locate(addrs[i]).ASN != 0 {
+			known++
+		}
+	}
+	b.ReportMetric(float64(known)/float64(len(addrs)), "hit-ratio")
+	return l, addrs
+}
+
+// BenchmarkLocate: one lookup in the full-size table (goal < 100 ns,
+// 0 allocs). Compare with BenchmarkBartLookup, the bare prefix table.
+func BenchmarkLocate(b *testing.B) {
+	l, addrs := fullLocator(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		l.Locate(addrs[i&(len(addrs)-1)])
+		i++
+	}
+}
+
+func BenchmarkLocateParallel(b *testing.B) {
+	l, addrs := fullLocator(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := rand.IntN(len(addrs))
+		for pb.Next() {
+			l.Locate(addrs[i&(len(addrs)-1)])
+			i++
+		}
+	})
+}
+
+// BenchmarkBartLookup is the reference: the bart lookup alone on the same
+// table and addresses.
+func BenchmarkBartLookup(b *testing.B) {
+	l, addrs := fullLocator(b)
+	t := l.table.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		t.prefixes.Lookup(addrs[i&(len(addrs)-1)])
+		i++
+	}
+}
+
+// BenchmarkLoadFullTable: building the full-size table from its TSV (goal
+// < 2 s and < 200 MB). Reports the heap the finished table retains and
+// the process's peak RSS during the load (run with -benchtime=1x for a
+// clean peak).
+func BenchmarkLoadFullTable(b *testing.B) {
+	dir := b.TempDir()
+	lines := writeFullTSV(b, filepath.Join(dir, "full.tsv"))
+	cfg := fullConfig()
+	var before, after runtime.MemStats
+	runtime.GC()
+	debug.FreeOSMemory()
+	runtime.ReadMemStats(&before)
+	resetPeakRSS()
+	rssBefore := readRSS("VmRSS")
+	b.ReportAllocs()
+	b.ResetTimer()
+	var l *Locator
+	for b.Loop() {
+		if l != nil {
+			l.Close()
+		}
+		var err error
+		l, err = New(cfg, Options{BaseDir: dir, Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	peak := readRSS("VmHWM")
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	v4, v6 := l.TableSize()
+	b.ReportMetric(float64(lines), "ranges")
+	b.ReportMetric(float64(v4+v6), "prefixes")
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "table-heap-MB")
+	if peak > 0 {
+		b.ReportMetric(float64(peak-rssBefore)/(1<<20), "load-peak-rss-MB")
+	}
+	l.Close()
+}
+
+// resetPeakRSS resets the kernel's VmHWM of this process (Linux 4.0+).
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// readRSS returns a /proc/self/status memory field in bytes, 0 if unknown.
+func readRSS(field string) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
