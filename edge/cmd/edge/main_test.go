@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("sites:\n  - name: a\n    origins: [{url: \"http://127.0.0.1:1\"}]\n"), 0o644)
+	os.WriteFile(bad, []byte("listen: nope\nsites:\n  - name: a\n    origins:\n      - url: ftp://x\npolicy:\n  ebu_cap: 2\n"), 0o644)
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		out, err []string
+	}{
+		{"good", []string{"check", "--config", good}, 0, []string{"ok (1 sites)"}, nil},
+		{"bad lists every problem", []string{"check", "--config", bad}, 2, nil,
+			[]string{"bad.yaml:1: listen", "bad.yaml:5: sites[0].origins[0].url", "bad.yaml:7: policy.ebu_cap"}},
+		{"missing file", []string{"check", "--config", filepath.Join(dir, "none.yaml")}, 2, nil, []string{"no such file"}},
+		{"no config", []string{"check"}, 2, nil, []string{"--config FILE is required"}},
+		{"serve without mode", []string{}, 2, nil, []string{"nothing to serve"}},
+		{"exclusive modes", []string{"--demo", "--origin", "http://x"}, 2, nil, []string{"exclusive"}},
+		{"stray argument", []string{"--demo", "extra"}, 2, nil, []string{"unexpected argument"}},
+		{"bad config serve", []string{"--config", bad}, 2, nil, []string{"3 configuration problem(s)", "policy.ebu_cap"}},
+		{"version", []string{"version"}, 0, []string{"edge "}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(tt.args, &out, &errb)
+			if code != tt.code {
+				t.Errorf("run(%q) = %d, want %d; stderr:\n%s", tt.args, code, tt.code, errb.String())
+			}
+			for _, w := range tt.out {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("stdout %q lacks %q", out.String(), w)
+				}
+			}
+			for _, w := range tt.err {
+				if !strings.Contains(errb.String(), w) {
+					t.Errorf("stderr %q lacks %q", errb.String(), w)
+				}
+			}
+		})
+	}
+}
