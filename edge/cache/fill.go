@@ -22,9 +22,12 @@ type Fill struct {
 	v        *version
 	declared int64 // size given to StartFill, -1 unknown
 
-	// wmu serializes the writer's operations; file is guarded by it.
-	wmu  sync.Mutex
-	file *os.File // data file, created at the first chunk written (disk tier)
+	// wmu serializes the writer's operations; the fields below it up to mu
+	// are guarded by it.
+	wmu      sync.Mutex
+	file     *os.File // data file, created at the first chunk written (disk tier)
+	onDisk   bool     // writing to the disk tier (false without one, or after a disk error)
+	maxBytes int64    // the largest body this fill may store
 
 	// Progress, read by readers (guarded by mu). The bytes of cur below
 	// len(cur) and every finished chunk are immutable once published.
@@ -113,8 +116,8 @@ func (f *Fill) Write(p []byte) (int, error) {
 	switch {
 	case f.declared >= 0 && total > f.declared:
 		return 0, f.failLocked(fmt.Errorf("body longer than its declared %d bytes", f.declared))
-	case total > f.s.maxObjectBytes:
-		return 0, f.failLocked(fmt.Errorf("%w: more than %d bytes", ErrTooLarge, f.s.maxObjectBytes))
+	case total > f.maxBytes:
+		return 0, f.failLocked(fmt.Errorf("%w: more than %d bytes", ErrTooLarge, f.maxBytes))
 	}
 	cb := f.v.chunkBytes
 	n := 0
@@ -170,23 +173,17 @@ func (f *Fill) finishChunk() error {
 	sum := sha256.Sum256(buf)
 	index := f.nfull
 	s := f.s
-	if s.disk != nil {
-		if f.file == nil {
-			file, err := s.disk.createData(f.v.id, f.v.version)
-			if err != nil {
+	if f.onDisk {
+		if err := f.writeChunk(index, buf); err != nil {
+			if err := f.leaveDisk(err); err != nil {
 				return f.failLocked(err)
 			}
-			f.file = file
-		}
-		// Chunks are written in order: the file offset is index × chunkBytes.
-		if _, err := f.file.Write(buf); err != nil {
-			return f.failLocked(fmt.Errorf("cache: writing chunk %d of %q: %w", index, f.v.key, err))
 		}
 	}
 	var c cleanup
 	s.mu.Lock()
 	s.addChunkLocked(f.v, index, buf, &c)
-	if s.disk != nil && !f.v.dead {
+	if f.onDisk && !f.v.dead {
 		s.diskBytes += int64(len(buf))
 		f.v.diskBytes += int64(len(buf))
 		s.evictDiskLocked(&c)
@@ -199,6 +196,63 @@ func (f *Fill) finishChunk() error {
 	f.cur = nil
 	f.notifyLocked()
 	f.mu.Unlock()
+	return nil
+}
+
+// writeChunk appends chunk index to the data file.
+func (f *Fill) writeChunk(index int, buf []byte) error {
+	if f.file == nil {
+		file, err := f.s.disk.createData(f.v.id, f.v.version)
+		if err != nil {
+			return err
+		}
+		f.file = file
+	}
+	// Chunks are written in order: the file offset is index × chunkBytes.
+	if _, err := f.file.Write(buf); err != nil {
+		return fmt.Errorf("cache: writing chunk %d: %w", index, err)
+	}
+	return nil
+}
+
+// leaveDisk keeps a fill going in memory only after a disk error (a full
+// or failing disk must not break the responses that follow the fill). The
+// version is then not persisted, and memory holds it like a store without
+// disk. It fails if a chunk already left memory (it was only on disk) or
+// the body cannot fit in memory.
+func (f *Fill) leaveDisk(cause error) error {
+	s, v := f.s, f.v
+	s.log.Warn("cache: disk tier failed; keeping the object in memory only", "key", v.key, "error", cause)
+	if f.file != nil {
+		f.file.Close()
+		f.file = nil
+	}
+	f.onDisk = false
+	f.maxBytes = min(f.maxBytes, s.opts.MemoryBytes)
+	v.fileMu.Lock()
+	s.disk.removeMeta(v.id, v.version, false)
+	s.disk.removeData(v.id, v.version)
+	v.fileMu.Unlock()
+	s.mu.Lock()
+	v.memOnly = true
+	if !v.dead {
+		s.diskBytes -= v.diskBytes
+		v.diskBytes = 0
+	}
+	missing := -1
+	for i := range f.nfull {
+		if !s.mem.Contains(chunkKey{v.id, v.version, i}) {
+			missing = i
+			break
+		}
+	}
+	s.mu.Unlock()
+	switch {
+	case missing >= 0:
+		return fmt.Errorf("disk tier failed (%w) and chunk %d was only on disk", cause, missing)
+	case f.declared > f.maxBytes || f.written > f.maxBytes:
+		return fmt.Errorf("%w: disk tier failed (%w) and the object does not fit in memory", ErrTooLarge, cause)
+	}
 	return nil
 }
 
@@ -223,21 +277,12 @@ func (f *Fill) Commit() error {
 	s, v := f.s, f.v
 	size := f.written
 	var metaBytes int64
-	if s.disk != nil {
-		if f.file == nil { // empty body
-			file, err := s.disk.createData(v.id, v.version)
-			if err != nil {
+	if f.onDisk {
+		var err error
+		if metaBytes, err = f.persist(size); err != nil && !errors.Is(err, ErrPurged) {
+			if err := f.leaveDisk(err); err != nil {
 				return f.failLocked(err)
 			}
-			f.file = file
-		}
-		err := s.disk.finishData(f.file)
-		f.file = nil
-		if err != nil {
-			return f.failLocked(err)
-		}
-		if metaBytes, err = f.writeMeta(size); err != nil && !errors.Is(err, ErrPurged) {
-			return f.failLocked(err)
 		}
 	}
 
@@ -246,7 +291,7 @@ func (f *Fill) Commit() error {
 	v.fill = nil
 	if v.dead {
 		// Purged while committing: the metadata may have just been written.
-		if s.disk != nil {
+		if f.onDisk {
 			c.withdraw = append(c.withdraw, v)
 		}
 		s.maybeReleaseLocked(v, &c)
@@ -275,7 +320,7 @@ func (f *Fill) Commit() error {
 		}
 	}
 	o.current = v
-	if s.disk != nil {
+	if f.onDisk {
 		v.diskBytes += metaBytes
 		s.diskBytes += metaBytes
 		v.diskElem = s.diskLRU.PushFront(v)
@@ -289,6 +334,25 @@ func (f *Fill) Commit() error {
 	f.notifyLocked()
 	f.mu.Unlock()
 	return nil
+}
+
+// persist makes the data file durable and commits the metadata, unless the
+// version was purged meanwhile (ErrPurged). It returns the metadata size.
+func (f *Fill) persist(size int64) (int64, error) {
+	s, v := f.s, f.v
+	if f.file == nil { // empty body
+		file, err := s.disk.createData(v.id, v.version)
+		if err != nil {
+			return 0, err
+		}
+		f.file = file
+	}
+	err := s.disk.finishData(f.file)
+	f.file = nil
+	if err != nil {
+		return 0, err
+	}
+	return f.writeMeta(size)
 }
 
 // writeMeta commits the version's metadata unless it was purged meanwhile.

@@ -179,7 +179,10 @@ func (r *reader) readDisk(index, n int, sum [32]byte) ([]byte, error) {
 // needed), verifies it against its SHA-256 and promotes it to memory. A
 // failure drops the version and returns ErrCorrupt: the caller refetches.
 func (s *Store) readDisk(v *version, file **os.File, index, n int, sum [32]byte) ([]byte, error) {
-	if s.disk == nil {
+	s.mu.Lock()
+	memOnly := v.memOnly
+	s.mu.Unlock()
+	if memOnly {
 		return nil, fmt.Errorf("cache: chunk %d of %q: %w", index, v.key, errNoDisk)
 	}
 	if *file == nil {

@@ -85,6 +85,7 @@ type version struct {
 	refs     int        // open readers and ReadChunk calls in progress
 	dead     bool       // out of the index: purged, replaced, evicted, corrupt or failed
 	released bool       // memory chunks removed, files deleted (or being deleted)
+	memOnly  bool       // not on disk (no disk tier, or it failed during the fill)
 	nChunks  int        // chunks ever added to the memory tier: bound for removal
 
 	diskElem  *list.Element // in Store.diskLRU while complete and live
@@ -288,7 +289,8 @@ func (s *Store) StartFill(key string, size int64, chunkBytes int, httpMeta []byt
 		key: key, id: xxhash.Sum64String(key), chunkBytes: chunkBytes, storedAt: time.Now(),
 		size: size, http: bytes.Clone(httpMeta),
 	}
-	f = &Fill{s: s, v: v, declared: size}
+	f = &Fill{s: s, v: v, declared: size, onDisk: s.disk != nil, maxBytes: s.maxObjectBytes}
+	v.memOnly = s.disk == nil
 	switch {
 	case chunkBytes < 0 || chunkBytes > maxFillChunkBytes:
 		return f.failed(fmt.Errorf("%w: chunk size %d out of range 1..%d", ErrRange, chunkBytes, maxFillChunkBytes)), true
@@ -345,7 +347,7 @@ func (s *Store) UpdateHTTP(id, version uint64, httpMeta []byte) error {
 		s.mu.Unlock()
 		return fmt.Errorf("cache: updating %016x-%016x: %w", id, version, ErrNotFound)
 	}
-	if s.disk == nil {
+	if v.memOnly {
 		v.http = httpMeta
 		s.mu.Unlock()
 		return nil
@@ -499,7 +501,7 @@ func (s *Store) dropLocked(v *version, c *cleanup) {
 	}
 	s.diskBytes -= v.diskBytes
 	v.diskBytes = 0
-	if v.complete && s.disk != nil {
+	if v.complete && !v.memOnly {
 		c.withdraw = append(c.withdraw, v)
 	}
 	s.maybeReleaseLocked(v, c)
@@ -519,7 +521,7 @@ func (s *Store) maybeReleaseLocked(v *version, c *cleanup) {
 		}
 	}
 	delete(s.versions, verKey{v.id, v.version})
-	if s.disk != nil {
+	if s.disk != nil { // also for memOnly versions: a failed fill may have left files
 		c.release = append(c.release, v)
 	}
 }
@@ -538,7 +540,8 @@ func (s *Store) addChunkLocked(v *version, index int, buf []byte, c *cleanup) {
 
 // evictMemLocked evicts the least recently used chunks until the memory
 // tier fits its bound. With a disk tier the chunk stays on disk. Without
-// one, evicting a chunk loses its version, so chunks of versions being
+// one (or for a version whose disk writes failed), evicting a chunk loses
+// its version, so chunks of versions being
 // filled or read are skipped (they are needed now; the bound may be
 // exceeded by what is in use) and the whole version of an evicted chunk is
 // dropped.
@@ -549,9 +552,8 @@ func (s *Store) evictMemLocked(c *cleanup) {
 		if !ok {
 			return
 		}
-		if s.disk == nil {
-			v := s.versions[verKey{k.id, k.version}]
-			if v != nil && (v.refs > 0 || v.fill != nil) {
+		if v := s.versions[verKey{k.id, k.version}]; v != nil && v.memOnly {
+			if v.refs > 0 || v.fill != nil {
 				s.mem.Get(k) // to the front: look further
 				skipped++
 				continue
@@ -559,9 +561,7 @@ func (s *Store) evictMemLocked(c *cleanup) {
 			s.mem.RemoveOldest()
 			s.memBytes -= int64(len(buf))
 			s.stats.Evictions++
-			if v != nil {
-				s.dropLocked(v, c)
-			}
+			s.dropLocked(v, c)
 			continue
 		}
 		s.mem.RemoveOldest()

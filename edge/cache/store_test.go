@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -868,5 +869,82 @@ func TestConcurrentFills(t *testing.T) {
 	st := s.Stats()
 	if st.MemoryBytes > 40*testChunk || st.DiskBytes > 400*testChunk {
 		t.Errorf("Stats() = %+v, over the bounds", st)
+	}
+}
+
+// A failing disk (full, read-only, broken) must not break the responses
+// that follow a fill: the fill goes on in memory only, unless a chunk it
+// needs was only on disk.
+func TestDiskFailureDuringFill(t *testing.T) {
+	const size = 6 * testChunk
+	for _, tc := range []struct {
+		name      string
+		memBytes  int64
+		breakDisk func(t *testing.T, dir string, f *Fill)
+		wantErr   error // from Write or Commit; nil: stored in memory
+	}{
+		{"data file cannot be created", 64 << 20, func(t *testing.T, dir string, f *Fill) {
+			fan := filepath.Join(dir, "objects", fmt.Sprintf("%02x", f.Info().ID>>56))
+			if err := os.RemoveAll(fan); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, fan, []byte("not a directory"))
+		}, nil},
+		{"write fails mid-fill", 64 << 20, func(t *testing.T, dir string, f *Fill) {
+			f.file.Close() // the next write fails, as on EIO
+		}, nil},
+		{"write fails after chunks left memory", 2 * testChunk, func(t *testing.T, dir string, f *Fill) {
+			f.file.Close()
+		}, ErrFillFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := Options{ChunkBytes: testChunk, MemoryBytes: tc.memBytes, DiskPath: dir}
+			s := openStore(t, opts)
+			defer s.Close()
+			body := content("obj", size)
+			f, _ := s.StartFill("obj", size, 0, nil)
+			info := f.Info()
+			r, err := s.NewReader(context.Background(), info.ID, info.Version, 0, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if tc.name != "data file cannot be created" {
+				if _, err := f.Write(body[:4*testChunk]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.breakDisk(t, dir, f)
+			_, err = f.Write(body[f.written:])
+			if err == nil {
+				err = f.Commit()
+			}
+			if !errors.Is(err, tc.wantErr) && !(tc.wantErr == nil && err == nil) {
+				t.Fatalf("fill with a broken disk: err = %v, want %v", err, tc.wantErr)
+			}
+			got, rerr := io.ReadAll(r)
+			if tc.wantErr != nil {
+				if !errors.Is(rerr, ErrFillFailed) {
+					t.Errorf("follower: err = %v, want ErrFillFailed", rerr)
+				}
+				return
+			}
+			if rerr != nil || !bytes.Equal(got, body) {
+				t.Errorf("follower read %d bytes, err %v; want all %d", len(got), rerr, size)
+			}
+			info = mustLookup(t, s, "obj")
+			if got, err := readRange(s, info, 0, -1); err != nil || !bytes.Equal(got, body) {
+				t.Errorf("read after fill: %d bytes, err %v", len(got), err)
+			}
+			if st := s.Stats(); st.DiskBytes != 0 || st.Objects != 1 {
+				t.Errorf("Stats() = %+v, want 1 object, 0 disk bytes", st)
+			}
+			for _, p := range versionFiles(t, dir) {
+				if filepath.Base(p) != fmt.Sprintf("%02x", info.ID>>56) { // the test's blocking file
+					t.Errorf("file %s left by a fill that left the disk", p)
+				}
+			}
+		})
 	}
 }
