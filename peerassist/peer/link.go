@@ -157,7 +157,7 @@ func newLink(ch channel, h linkHandler, remote string, cfg linkConfig) *link {
 		in:       make(map[chunkKey]*inbound),
 	}
 	ch.SetBufferedAmountLowThreshold(cfg.LowWaterBytes)
-	ch.OnBufferedAmountLow(func() { signal(l.writable) })
+	ch.OnBufferedAmountLow(func() { notify(l.writable) })
 	var flags uint8
 	if cfg.Serves {
 		flags |= wire.FlagServes
@@ -169,7 +169,7 @@ func newLink(ch channel, h linkHandler, remote string, cfg linkConfig) *link {
 	return l
 }
 
-func signal(c chan struct{}) {
+func notify(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
 	default:
@@ -188,7 +188,7 @@ func (l *link) sendCtrl(f wire.Frame) {
 	l.mu.Lock()
 	l.ctrl = append(l.ctrl, b)
 	l.mu.Unlock()
-	signal(l.wake)
+	notify(l.wake)
 }
 
 // have announces a verified chunk.
@@ -227,6 +227,17 @@ func (l *link) outstanding() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.in)
+}
+
+// received reports how many bytes of a requested chunk arrived so far.
+func (l *link) received(obj wire.ObjectID, chunk uint32) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	in := l.in[chunkKey{obj, chunk}]
+	if in == nil || in.cancelled {
+		return 0, false
+	}
+	return in.got, true
 }
 
 // request asks the remote for chunk, whose length is size bytes.
@@ -439,7 +450,7 @@ func (l *link) onRequest(k chunkKey) {
 		l.sendCtrl(wire.Absent(k.obj, k.chunk, reason))
 		return
 	}
-	signal(l.wake)
+	notify(l.wake)
 }
 
 // overBudget reports whether n more queued bytes would wait longer than

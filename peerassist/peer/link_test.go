@@ -511,7 +511,7 @@ func BenchmarkDataPath(b *testing.B) {
 		// is not counted, so neither side of the comparison starts cold.
 		writable := make(chan struct{}, 1)
 		p.a.SetBufferedAmountLowThreshold(512 << 10)
-		p.a.OnBufferedAmountLow(func() { signal(writable) })
+		p.a.OnBufferedAmountLow(func() { notify(writable) })
 		rawPass := func() time.Duration {
 			done := make(chan error, 1)
 			go func() {

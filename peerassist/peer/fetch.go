@@ -1,0 +1,759 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/peerassist/edgebox/peerassist/manifest"
+	"github.com/peerassist/edgebox/peerassist/signal"
+	"github.com/peerassist/edgebox/peerassist/wire"
+)
+
+// object is one object the peer holds or fetches: its manifest and its
+// verified chunks. Guarded by Peer.mu.
+type object struct {
+	id      wire.ObjectID
+	m       *manifest.Manifest
+	path    string
+	sw      *swarm
+	chunks  [][]byte // verified chunks; nil while missing
+	held    int
+	bytes   int64 // sum of held chunk sizes
+	lastUse time.Time
+	fetch   *fetch // the fetch in progress, if any
+}
+
+func (o *object) heldBits() []bool {
+	b := make([]bool, len(o.chunks))
+	for i, c := range o.chunks {
+		b[i] = c != nil
+	}
+	return b
+}
+
+type chunkState uint8
+
+const (
+	stNeed chunkState = iota // missing, nobody asked
+	stPeer                   // requested from a neighbor
+	stEdge                   // being fetched from the edge
+	stHave                   // verified and stored
+)
+
+// fetch is one object being fetched. Guarded by Peer.mu.
+type fetch struct {
+	o       *object
+	sw      *swarm
+	ctx     context.Context // ends when the fetch does
+	cancel  context.CancelFunc
+	due     []time.Time  // per chunk deadline
+	st      []chunkState // per chunk
+	from    []*neighbor  // stPeer: the neighbor asked
+	got     []int        // stPeer: bytes received at progressAt
+	since   []time.Time  // stPeer: last progress
+	retryAt []time.Time  // stNeed: not before (after an edge error)
+	order   []int        // chunk indexes by deadline (see byDue)
+	left    int          // chunks not yet stHave
+	leftB   int64        // bytes not yet stHave
+	waiters int
+	done    chan struct{}
+	err     error
+	result  []byte
+}
+
+// FetchOptions say when an object is needed.
+type FetchOptions struct {
+	// Swarm is the swarm to fetch in (see SwarmID). Default: the object's
+	// path and query, a file's swarm.
+	Swarm string
+	// Deadline is when the whole object is due. Default: now +
+	// Options.DefaultDeadline.
+	Deadline time.Time
+	// RateBps paces the deadlines of a stream-like object: chunk i is due
+	// at now + StartupDelay + (i+1) chunk durations at RateBps bits/s,
+	// and never after Deadline. 0: every chunk is due at Deadline.
+	RateBps int64
+	// StartupDelay shifts the RateBps schedule (the player's start-up
+	// buffer).
+	StartupDelay time.Duration
+}
+
+// Fetch returns the object at path (its path and query on the edge, e.g.
+// "/bytes/1048576"), fetched from neighbors and the edge. Every chunk is
+// verified against the edge's manifest. It returns when every chunk is
+// there, ctx ends (ctx.Err()), or the edge fails permanently (an
+// *HTTPError, an object that changed while fetching).
+func (p *Peer) Fetch(ctx context.Context, path string, fo FetchOptions) ([]byte, error) {
+	if path == "" || path[0] != '/' {
+		return nil, fmt.Errorf("fetch %q: want an absolute path on the edge", path)
+	}
+	start := time.Now()
+	name := fo.Swarm
+	if name == "" {
+		name = path
+	}
+	sw, err := p.join(name)
+	if err != nil {
+		return nil, err
+	}
+	p.waitSession(ctx, 2*time.Second)
+	m, err := p.manifestWithRetry(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	id, err := wire.ParseObjectID(m.ObjectID)
+	if err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", path, err)
+	}
+	if m.ChunkBytes > 64<<20 {
+		return nil, fmt.Errorf("manifest of %s: chunk_size %d is larger than 64 MiB", path, m.ChunkBytes)
+	}
+
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	o := p.objects[id]
+	if o != nil && o.held == len(o.chunks) {
+		o.lastUse = time.Now()
+		out := o.assemble()
+		p.mu.Unlock()
+		return out, nil
+	}
+	if o == nil {
+		o = &object{id: id, m: m, path: path, sw: sw, chunks: make([][]byte, m.NumChunks())}
+		p.objects[id] = o
+		sw.objects[id] = o
+	}
+	f := o.fetch
+	if f == nil {
+		f = p.newFetch(o, sw, start, fo)
+	}
+	f.waiters++
+	p.mu.Unlock()
+	sw.wake()
+
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		p.mu.Lock()
+		f.waiters--
+		if f.waiters == 0 {
+			p.endFetch(f, ctx.Err())
+		}
+		p.mu.Unlock()
+		<-f.done
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f.result, nil
+}
+
+func (p *Peer) manifestWithRetry(ctx context.Context, path string) (*manifest.Manifest, error) {
+	backoff := 200 * time.Millisecond
+	for {
+		m, err := p.edge.manifest(ctx, path)
+		var he *HTTPError
+		switch {
+		case err == nil:
+			return m, nil
+		case errors.As(err, &he) && he.Status < 500, ctx.Err() != nil:
+			return nil, err
+		}
+		p.log.Debug("manifest", "path", path, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("manifest of %s: %w (last error: %v)", path, ctx.Err(), err)
+		case <-p.done:
+			return nil, ErrClosed
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// newFetch starts fetching o. Called with p.mu held.
+func (p *Peer) newFetch(o *object, sw *swarm, start time.Time, fo FetchOptions) *fetch {
+	n := len(o.chunks)
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fetch{
+		o: o, sw: sw, ctx: ctx, cancel: cancel,
+		due: make([]time.Time, n), st: make([]chunkState, n), from: make([]*neighbor, n),
+		got: make([]int, n), since: make([]time.Time, n), retryAt: make([]time.Time, n),
+		done: make(chan struct{}),
+	}
+	deadline := fo.Deadline
+	if deadline.IsZero() {
+		deadline = start.Add(p.opts.DefaultDeadline)
+	}
+	for i := range n {
+		f.due[i] = deadline
+		if fo.RateBps > 0 {
+			_, end := o.m.ChunkRange(i)
+			t := start.Add(fo.StartupDelay + time.Duration(float64(end)*8/float64(fo.RateBps)*float64(time.Second)))
+			if t.Before(deadline) {
+				f.due[i] = t
+			}
+		}
+		if o.chunks[i] != nil {
+			f.st[i] = stHave
+		} else {
+			f.left++
+			s, e := o.m.ChunkRange(i)
+			f.leftB += e - s
+		}
+	}
+	o.fetch = f
+	sw.fetches = append(sw.fetches, f)
+	sort.SliceStable(sw.fetches, func(a, b int) bool { return sw.fetches[a].firstDue().Before(sw.fetches[b].firstDue()) })
+	sw.completed = false
+	if f.left == 0 {
+		p.endFetch(f, nil)
+	}
+	return f
+}
+
+// byDue returns the chunk indexes in deadline order (index order among
+// equal deadlines).
+func (f *fetch) byDue() []int {
+	if f.order == nil {
+		f.order = make([]int, len(f.due))
+		for i := range f.order {
+			f.order[i] = i
+		}
+		sort.SliceStable(f.order, func(a, b int) bool { return f.due[f.order[a]].Before(f.due[f.order[b]]) })
+	}
+	return f.order
+}
+
+func (f *fetch) firstDue() time.Time {
+	if len(f.due) == 0 {
+		return time.Time{}
+	}
+	return f.due[0]
+}
+
+func (o *object) assemble() []byte {
+	out := make([]byte, 0, o.m.Size)
+	for _, c := range o.chunks {
+		out = append(out, c...)
+	}
+	return out
+}
+
+// endFetch finishes f with err (nil: complete). Called with p.mu held.
+func (p *Peer) endFetch(f *fetch, err error) {
+	select {
+	case <-f.done:
+		return
+	default:
+	}
+	f.err = err
+	if err == nil {
+		f.result = f.o.assemble()
+	}
+	for c, st := range f.st {
+		if st == stPeer && f.from[c] != nil {
+			f.from[c].l.cancel(f.o.id, uint32(c))
+		}
+	}
+	f.cancel()
+	f.o.fetch = nil
+	f.o.lastUse = time.Now()
+	sw := f.sw
+	for i, g := range sw.fetches {
+		if g == f {
+			sw.fetches = append(sw.fetches[:i], sw.fetches[i+1:]...)
+			break
+		}
+	}
+	close(f.done)
+	p.evict()
+}
+
+func (f *fetch) fail(err error) { f.sw.p.endFetch(f, err) }
+
+// left and held feed the announce's counters. Called with p.mu held.
+func (sw *swarm) left() int64 {
+	var n int64
+	for _, f := range sw.fetches {
+		n += f.leftB
+	}
+	return n
+}
+
+func (sw *swarm) held() int64 {
+	var n int64
+	for _, o := range sw.objects {
+		n += int64(o.held)
+	}
+	return n
+}
+
+// evict drops the least recently used complete objects while the store is
+// over its bound. Called with p.mu held.
+func (p *Peer) evict() {
+	if p.storeBytes <= p.opts.MaxStoreBytes {
+		return
+	}
+	var idle []*object
+	for _, o := range p.objects {
+		if o.fetch == nil {
+			idle = append(idle, o)
+		}
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].lastUse.Before(idle[j].lastUse) })
+	for _, o := range idle {
+		if p.storeBytes <= p.opts.MaxStoreBytes {
+			return
+		}
+		p.storeBytes -= o.bytes
+		delete(p.objects, o.id)
+		delete(o.sw.objects, o.id)
+	}
+}
+
+// complete stores a verified chunk. srcPeer is the neighbor it came from
+// (nil: the edge); prefixFrom sent the first prefixBytes of an edge chunk.
+// Called with p.mu held.
+func (p *Peer) complete(f *fetch, c int, data []byte, srcPeer *neighbor, prefixFrom *neighbor, prefixBytes int) {
+	o := f.o
+	if f.st[c] == stHave || o.chunks[c] != nil {
+		if srcPeer != nil {
+			p.stats.DiscardedBytes += int64(len(data))
+		}
+		return
+	}
+	if f.st[c] == stPeer && f.from[c] != nil && f.from[c] != srcPeer {
+		f.from[c].l.cancel(o.id, uint32(c))
+	}
+	o.chunks[c] = data
+	o.held++
+	o.bytes += int64(len(data))
+	p.storeBytes += int64(len(data))
+	f.st[c] = stHave
+	f.from[c] = nil
+	f.left--
+	f.leftB -= int64(len(data))
+	f.sw.downloaded += int64(len(data))
+	switch {
+	case srcPeer != nil:
+		p.stats.FromPeersBytes += int64(len(data))
+		p.stats.FromPeer[srcPeer.hexID] += int64(len(data))
+	default:
+		edgeBytes := len(data) - prefixBytes
+		p.stats.FromEdgeBytes += int64(edgeBytes)
+		if prefixFrom != nil && prefixBytes > 0 {
+			p.stats.FromPeersBytes += int64(prefixBytes)
+			p.stats.FromPeer[prefixFrom.hexID] += int64(prefixBytes)
+		}
+	}
+	for _, n := range f.sw.neighbors {
+		n.l.have(o.id, uint32(c))
+	}
+	if f.left == 0 {
+		p.endFetch(f, nil)
+	}
+}
+
+// chunkFromPeer takes a complete chunk from a neighbor: verify, then store
+// or report.
+func (p *Peer) chunkFromPeer(n *neighbor, obj wire.ObjectID, c int, data []byte) {
+	p.mu.Lock()
+	o := p.objects[obj]
+	var f *fetch
+	if o != nil {
+		f = o.fetch
+	}
+	if f == nil || c >= len(f.st) || f.st[c] == stHave || (f.st[c] == stPeer && f.from[c] != n) {
+		p.stats.DiscardedBytes += int64(len(data))
+		p.mu.Unlock()
+		return
+	}
+	m := o.m
+	p.mu.Unlock()
+
+	ok := m.Verify(c, data) // outside the lock: SHA-256 of a whole chunk
+
+	p.mu.Lock()
+	if ok {
+		p.complete(f, c, data, n, nil, 0)
+		p.mu.Unlock()
+		n.sw.wake()
+		return
+	}
+	p.badChunk(n, f, c, len(data))
+	p.mu.Unlock()
+	n.l.close()
+	n.sw.wake()
+}
+
+// badChunk records a chunk from n that failed verification: counted,
+// reported to the coordinator with n's peer_id, n dropped and banned, the
+// chunk fetched again elsewhere. Called with p.mu held.
+func (p *Peer) badChunk(n *neighbor, f *fetch, c int, size int) {
+	p.stats.DiscardedBytes += int64(size)
+	p.stats.BadChunks = append(p.stats.BadChunks, BadChunk{From: n.hexID, Object: f.o.id.String(), Chunk: c})
+	n.sw.badChunks = append(n.sw.badChunks, badChunkReport(n, f.o.id, c))
+	n.dropped = true
+	p.banned()[n.id] = true
+	if f.st[c] == stPeer && f.from[c] == n {
+		f.st[c] = stNeed
+		f.from[c] = nil
+	}
+	p.log.Warn("chunk failed verification; sender dropped and reported",
+		"neighbor", n.short(), "object", f.o.id.String(), "chunk", c)
+}
+
+func (p *Peer) absentFromPeer(n *neighbor, obj wire.ObjectID, c int, r wire.Reason) {
+	p.mu.Lock()
+	if o := p.objects[obj]; o != nil && o.fetch != nil && c < len(o.fetch.st) {
+		f := o.fetch
+		if f.st[c] == stPeer && f.from[c] == n {
+			f.st[c] = stNeed
+			f.from[c] = nil
+		}
+	}
+	switch r {
+	case wire.ReasonNotHeld:
+		if b := n.have[obj]; b != nil {
+			b.clear(c)
+		}
+	case wire.ReasonBusy:
+		n.choked = time.Now().Add(500 * time.Millisecond)
+	case wire.ReasonOverBudget:
+		n.choked = time.Now().Add(2 * time.Second)
+	}
+	p.mu.Unlock()
+	n.sw.wake()
+}
+
+// releaseRequests returns the chunks requested from a departed neighbor to
+// the pool. Called with p.mu held.
+func (p *Peer) releaseRequests(n *neighbor) {
+	for _, f := range n.sw.fetches {
+		for c := range f.st {
+			if f.st[c] == stPeer && f.from[c] == n {
+				f.st[c] = stNeed
+				f.from[c] = nil
+			}
+		}
+	}
+}
+
+// edgeJob is one edge range request for (the rest of) a chunk.
+type edgeJob struct {
+	f          *fetch
+	c          int
+	prefix     []byte    // bytes a neighbor already sent, verified with the rest
+	prefixFrom *neighbor // who sent them
+	urgent     bool      // a deadline is close
+	seed       bool      // Slurpie: nobody around holds it
+}
+
+// schedule assigns work for one swarm: edge fetches for chunks whose
+// deadline is close, cancels for stalled peer requests, requests to
+// neighbors (rarest first), and Slurpie's edge fetches for chunks no
+// neighbor holds.
+func (p *Peer) schedule(sw *swarm) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(sw.fetches) == 0 {
+		return
+	}
+	now := time.Now()
+
+	// Usable neighbors and, per fetch, how many of them hold each chunk.
+	var usable []*neighbor
+	for _, n := range sw.neighbors {
+		if n.ready && n.serves && !n.dropped && now.After(n.choked) {
+			usable = append(usable, n)
+		}
+	}
+	avail := make([][]int, len(sw.fetches))
+	inFlight := 0
+	for i, f := range sw.fetches {
+		avail[i] = make([]int, len(f.st))
+		bits := make([]*bitset, len(usable))
+		for j, n := range usable {
+			bits[j] = n.have[f.o.id]
+		}
+		for c, st := range f.st {
+			if st == stPeer {
+				inFlight++
+			}
+			if st != stNeed {
+				continue
+			}
+			for _, b := range bits {
+				if b.has(c) {
+					avail[i][c]++
+				}
+			}
+		}
+	}
+
+	// 1. Deadlines and stalls. A chunk goes to the edge when the time
+	// left before its deadline is what the edge needs for it and for
+	// every missing chunk due before it (at MaxEdgeFetches in parallel),
+	// plus EdgeMargin.
+	est := p.edgeEWMA
+	if est == 0 {
+		est = 200 * time.Millisecond // until measured
+	}
+	var jobs []edgeJob
+	for _, f := range sw.fetches {
+		order := f.byDue()
+		missing := 0
+		for _, c := range order {
+			st := f.st[c]
+			if st == stHave || st == stEdge {
+				continue
+			}
+			missing++
+			rounds := (missing + p.opts.MaxEdgeFetches - 1) / p.opts.MaxEdgeFetches
+			urgentAt := f.due[c].Add(-p.opts.EdgeMargin - time.Duration(rounds)*est)
+			switch st {
+			case stPeer:
+				n := f.from[c]
+				if !now.Before(urgentAt) {
+					prefix := n.l.cancel(f.o.id, uint32(c))
+					f.st[c] = stEdge
+					jobs = append(jobs, edgeJob{f: f, c: c, prefix: prefix, prefixFrom: n, urgent: true})
+					continue
+				}
+				got, ok := n.l.received(f.o.id, uint32(c))
+				switch {
+				case !ok:
+				case got > f.got[c]:
+					f.got[c], f.since[c] = got, now
+				case now.Sub(f.since[c]) > p.opts.StallTimeout:
+					p.log.Debug("peer request stalled; asking elsewhere", "neighbor", n.short(), "chunk", c)
+					n.l.cancel(f.o.id, uint32(c))
+					n.choked = now.Add(2 * p.opts.StallTimeout)
+					f.st[c], f.from[c] = stNeed, nil
+				}
+			case stNeed:
+				if !now.Before(urgentAt) && !now.Before(f.retryAt[c]) {
+					f.st[c] = stEdge
+					jobs = append(jobs, edgeJob{f: f, c: c, urgent: true})
+				}
+			}
+		}
+	}
+
+	// 2. Requests to neighbors, rarest first (chunks due soon before
+	// all), ties broken at random so neighbors spread their requests.
+	soon := now.Add(p.opts.EdgeMargin + 2*est + 2*p.opts.StallTimeout)
+	for _, n := range usable {
+		slots := min(p.opts.PipelineDepth, n.maxReq) - n.l.outstanding()
+		for ; slots > 0; slots-- {
+			bi, bc, bestSoon, bestAvail := -1, -1, false, 0
+			for i, f := range sw.fetches {
+				b := n.have[f.o.id]
+				k := len(f.st)
+				if k == 0 || b == nil {
+					continue
+				}
+				off := rand.IntN(k)
+				for j := range k {
+					c := (off + j) % k
+					if f.st[c] != stNeed || !b.has(c) || now.Before(f.retryAt[c]) {
+						continue
+					}
+					isSoon := f.due[c].Before(soon)
+					if bi < 0 || (isSoon && !bestSoon) || (isSoon == bestSoon && avail[i][c] < bestAvail) {
+						bi, bc, bestSoon, bestAvail = i, c, isSoon, avail[i][c]
+					}
+				}
+			}
+			if bi < 0 {
+				break
+			}
+			f := sw.fetches[bi]
+			s, e := f.o.m.ChunkRange(bc)
+			if err := n.l.request(f.o.id, uint32(bc), int(e-s)); err != nil {
+				break
+			}
+			f.st[bc], f.from[bc], f.got[bc], f.since[bc] = stPeer, n, 0, now
+			inFlight++
+		}
+	}
+
+	// 3. Slurpie: when no neighbor has anything for us, about k of the n
+	// peers of the swarm fetch a chunk nobody around holds from the edge;
+	// the rest wait for it to appear.
+	requestable := false
+	for i, f := range sw.fetches {
+		for c, st := range f.st {
+			if st == stNeed && avail[i][c] > 0 {
+				requestable = true
+			}
+		}
+	}
+	// Before the coordinator answered, and while the first neighbors
+	// connect (up to JoinGrace), nobody can tell what the swarm holds:
+	// wait, unless this peer is alone in the swarm.
+	prob := p.opts.SlurpieK / float64(max(sw.size, 1))
+	settled := sw.size == 1 || (sw.size > 1 && !sw.connecting() &&
+		(len(sw.neighbors) > 0 || now.Sub(sw.joined) >= p.opts.JoinGrace))
+	allowed := p.policy == nil || p.policy.EdgeAllowanceBps != 0
+	// A peer alone in its swarm fetches in parallel; in a swarm, one
+	// chunk at a time, so what it fetches has time to spread.
+	maxSeeds := 1
+	if sw.size == 1 {
+		maxSeeds = p.opts.MaxEdgeFetches
+	}
+	if allowed && settled && !requestable && inFlight == 0 && sw.seeding < maxSeeds && !now.Before(sw.seedBlocked) &&
+		(prob >= 1 || !now.Before(sw.nextSeed)) {
+		type cand struct {
+			f *fetch
+			c int
+		}
+		var cands []cand
+		for i, f := range sw.fetches {
+			for c, st := range f.st {
+				if st == stNeed && avail[i][c] == 0 && !now.Before(f.retryAt[c]) {
+					cands = append(cands, cand{f, c})
+				}
+			}
+		}
+		if len(cands) > 0 {
+			// Earliest deadlines first, at random among the next few so
+			// the seeders of one round pick different chunks.
+			sort.SliceStable(cands, func(a, b int) bool { return cands[a].f.due[cands[a].c].Before(cands[b].f.due[cands[b].c]) })
+			if prob >= 1 || rand.Float64() < prob {
+				for sw.seeding < maxSeeds && len(cands) > 0 {
+					i := rand.IntN(min(len(cands), 16))
+					pick := cands[i]
+					cands = append(cands[:i], cands[i+1:]...)
+					pick.f.st[pick.c] = stEdge
+					jobs = append(jobs, edgeJob{f: pick.f, c: pick.c, seed: true})
+					sw.seeding++
+				}
+			}
+			// Jitter the round so peers do not toss their coins in step.
+			sw.nextSeed = now.Add(time.Duration(float64(p.opts.SeedInterval) * (0.5 + rand.Float64())))
+		}
+	}
+
+	// Start the edge jobs within the concurrency bound; the rest wait.
+	for _, j := range jobs {
+		if p.edgeFetches >= p.opts.MaxEdgeFetches {
+			j.f.st[j.c] = stNeed
+			if j.seed {
+				sw.seeding--
+			}
+			if j.prefixFrom != nil {
+				// The peer request was cancelled; its prefix is lost.
+				j.f.from[j.c] = nil
+			}
+			continue
+		}
+		p.edgeFetches++
+		if j.urgent {
+			p.stats.EdgeUrgent++
+		} else {
+			p.stats.EdgeSeeds++
+		}
+		p.wg.Add(1)
+		go p.runEdge(j)
+	}
+}
+
+// runEdge fetches (the rest of) a chunk from the edge and stores it.
+func (p *Peer) runEdge(j edgeJob) {
+	defer p.wg.Done()
+	f, o := j.f, j.f.o
+	start, end := o.m.ChunkRange(j.c)
+	data := make([]byte, end-start)
+	copy(data, j.prefix)
+	t0 := time.Now()
+	from := start + int64(len(j.prefix))
+	var err error
+	if from < end {
+		err = p.edge.rangeGet(f.ctx, o.path, from, end, o.m.Size, j.urgent, data[len(j.prefix):])
+	}
+	ok := err == nil && o.m.Verify(j.c, data)
+	blamePrefix := false
+	if err == nil && !ok && len(j.prefix) > 0 {
+		// The neighbor's prefix or the edge's bytes are wrong: the whole
+		// chunk from the edge decides.
+		err = p.edge.rangeGet(f.ctx, o.path, start, end, o.m.Size, j.urgent, data)
+		ok = err == nil && o.m.Verify(j.c, data)
+		blamePrefix = ok
+	}
+	elapsed := time.Since(t0)
+
+	p.mu.Lock()
+	p.edgeFetches--
+	if j.seed {
+		f.sw.seeding--
+	}
+	if f.st[j.c] == stEdge {
+		f.st[j.c] = stNeed
+	}
+	var refused *RefusedError
+	var he *HTTPError
+	var closeLink *link
+	switch {
+	case f.ctx.Err() != nil:
+		// The fetch ended meanwhile.
+	case errors.As(err, &refused):
+		until := time.Now().Add(refused.RetryAfter)
+		if j.seed {
+			f.sw.seedBlocked = until
+		}
+		if !j.urgent {
+			f.retryAt[j.c] = until
+		} else {
+			f.retryAt[j.c] = time.Now().Add(200 * time.Millisecond)
+		}
+	case errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && he.Status != http.StatusRequestTimeout:
+		p.endFetch(f, err)
+	case err != nil:
+		p.log.Debug("edge fetch failed; will retry", "path", o.path, "chunk", j.c, "err", err)
+		f.retryAt[j.c] = time.Now().Add(500 * time.Millisecond)
+	case !ok:
+		p.endFetch(f, fmt.Errorf("fetching %s: chunk %d from the edge does not match its manifest (object changed?)", o.path, j.c))
+	default:
+		if p.edgeEWMA == 0 {
+			p.edgeEWMA = elapsed
+		} else {
+			p.edgeEWMA = (7*p.edgeEWMA + elapsed) / 8
+		}
+		prefix := len(j.prefix)
+		if blamePrefix && j.prefixFrom != nil {
+			p.badChunk(j.prefixFrom, f, j.c, prefix)
+			closeLink = j.prefixFrom.l
+			prefix = 0
+		}
+		p.complete(f, j.c, data, nil, j.prefixFrom, prefix)
+	}
+	p.mu.Unlock()
+	if closeLink != nil {
+		closeLink.close()
+	}
+	f.sw.wake()
+}
+
+// banned is the set of peers dropped for bad data. Called with p.mu held.
+func (p *Peer) banned() map[signal.ID]bool {
+	if p.bannedPeers == nil {
+		p.bannedPeers = map[signal.ID]bool{}
+	}
+	return p.bannedPeers
+}
+
+func badChunkReport(n *neighbor, obj wire.ObjectID, c int) signal.BadChunk {
+	return signal.BadChunk{PeerID: n.id, Object: obj.String(), Chunk: int64(c)}
+}
