@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -122,6 +121,7 @@ type fetchSpec struct {
 // fetchCollapsed fetches x's object for the cache, or waits for the fetch
 // of it already in flight.
 func (s *Server) fetchCollapsed(x *exchange, stale *storedObj) (fetchResult, bool) {
+	x.retainKeys()
 	f, leader := s.flights.join(x.key)
 	if !leader {
 		<-f.done // bounded by the origin timeouts of the leader's fetch
@@ -144,6 +144,7 @@ func (s *Server) revalidateInBackground(x *exchange, obj storedObj) {
 	if s.flights.inFlight(x.key) || s.isShutdown() {
 		return
 	}
+	x.retainKeys()
 	f, leader := s.flights.join(x.key)
 	if !leader {
 		return
@@ -227,7 +228,7 @@ func (s *Server) fetch(spec *fetchSpec) (res fetchResult) {
 	}
 	info := f.Info()
 	m.derive()
-	s.metas.Add(metaKey{info.ID, info.Version, xxhash.Sum64(info.HTTP)}, m)
+	s.metas.Add(metaKey{info.ID, info.Version}, metaEntry{blob: info.HTTP, meta: m})
 	s.fills.Add(1)
 	go s.copyFill(ctx, f, resp, spec)
 	return fetchResult{kind: resFill, key: storeKey, vary: m.Vary, info: info, meta: m, status: status}
@@ -282,7 +283,7 @@ func (s *Server) revalidated(spec *fetchSpec, resp *fasthttp.Response, reqTime, 
 	nm.derive()
 	info := old.info
 	info.HTTP = blob
-	s.metas.Add(metaKey{info.ID, info.Version, xxhash.Sum64(blob)}, nm)
+	// The store keeps its own copy of blob: the next lookup decodes it.
 	return fetchResult{kind: resRevalidated, info: info, meta: nm, status: fasthttp.StatusNotModified}
 }
 

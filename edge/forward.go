@@ -22,13 +22,13 @@ func (s *Server) originRequest(x *exchange, forFill bool, stale *storedObj) *fas
 	dst := &req.Header
 	dst.DisableNormalizing()
 	path := x.site.originPath(x.tgt.path())
-	uri := append(x.keyBuf[:0], path...)
+	uri := append(x.uriBuf[:0], path...)
 	if q := x.tgt.query(); q != nil {
 		uri = append(uri, '?')
 		uri = append(uri, q...)
 	}
 	req.SetRequestURIBytes(uri)
-	x.keyBuf = uri[:0]
+	x.uriBuf = uri[:0]
 	if forFill || !x.head {
 		dst.SetMethod(fasthttp.MethodGet)
 	} else {

@@ -30,17 +30,86 @@ type exchange struct {
 	spanCtx context.Context
 	span    trace.Span
 
-	cs       cacheStatus
-	primary  string // cache key without Vary
-	key      string // cache key of the variant looked up
-	session  string
-	hasSess  bool
-	urgent   bool
-	bodySent int64
+	cs      cacheStatus
+	primary string // cache key without Vary (see primaryKey)
+	key     string // cache key of the variant looked up
+	// keysBorrowed: primary (and key, when equal) share keyBuf's bytes.
+	keysBorrowed bool
+	session      string
+	hasSess      bool
+	urgent       bool
+	bodySent     int64
 	// streaming: a body stream will call finish when written.
 	streaming bool
 	keyBuf    []byte
 	hdrBuf    []byte
+	uriBuf    []byte
+	req       reqFields
+}
+
+// reqFields are the request header fields the edge reads, found in one
+// pass over the header (Peek would normalize the name and scan the header
+// once per field). The values alias the request and are valid while it is
+// served. The zero value is ready to use.
+type reqFields struct {
+	authorization, traceparent, cacheControl, session, urgent []byte
+	ifMatch, ifNoneMatch, ifModifiedSince, ifUnmodifiedSince  []byte
+	rng, ifRange, accessControlRequestMethod                  []byte
+}
+
+func (f *reqFields) scan(h *fasthttp.RequestHeader) {
+	*f = reqFields{}
+	for k, v := range h.All() {
+		var dst *[]byte
+		switch len(k) {
+		case 5:
+			if equalFoldASCII(k, "range") {
+				dst = &f.rng
+			}
+		case 8:
+			switch {
+			case equalFoldASCII(k, "if-match"):
+				dst = &f.ifMatch
+			case equalFoldASCII(k, "if-range"):
+				dst = &f.ifRange
+			}
+		case 11:
+			switch {
+			case equalFoldASCII(k, "traceparent"):
+				dst = &f.traceparent
+			case equalFoldASCII(k, "x-pa-urgent"):
+				dst = &f.urgent
+			}
+		case 12:
+			if equalFoldASCII(k, "x-pa-session") {
+				dst = &f.session
+			}
+		case 13:
+			switch {
+			case equalFoldASCII(k, "authorization"):
+				dst = &f.authorization
+			case equalFoldASCII(k, "if-none-match"):
+				dst = &f.ifNoneMatch
+			case equalFoldASCII(k, "cache-control"):
+				dst = &f.cacheControl
+			}
+		case 17:
+			if equalFoldASCII(k, "if-modified-since") {
+				dst = &f.ifModifiedSince
+			}
+		case 19:
+			if equalFoldASCII(k, "if-unmodified-since") {
+				dst = &f.ifUnmodifiedSince
+			}
+		case 29:
+			if equalFoldASCII(k, "access-control-request-method") {
+				dst = &f.accessControlRequestMethod
+			}
+		}
+		if dst != nil && *dst == nil {
+			*dst = v
+		}
+	}
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -55,8 +124,9 @@ func (s *Server) acquireExchange(ctx *fasthttp.RequestCtx) *exchange {
 }
 
 func (x *exchange) release() {
-	tgt, keyBuf, hdrBuf := x.tgt, x.keyBuf[:0], x.hdrBuf[:0]
-	*x = exchange{tgt: tgt, keyBuf: keyBuf, hdrBuf: hdrBuf}
+	tgt, keyBuf, hdrBuf, uriBuf := x.tgt, x.keyBuf[:0], x.hdrBuf[:0], x.uriBuf[:0]
+	// x.req aliases the request being released: drop it with the rest.
+	*x = exchange{tgt: tgt, keyBuf: keyBuf, hdrBuf: hdrBuf, uriBuf: uriBuf}
 	exchangePool.Put(x)
 }
 
@@ -134,6 +204,7 @@ var (
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	x := s.acquireExchange(ctx)
 	s.stats.requests.Add(1)
+	x.req.scan(&ctx.Request.Header)
 	x.startSpan()
 	s.dispatch(x)
 	if !x.streaming {
@@ -213,7 +284,7 @@ func routeMatches(route string, path []byte) bool {
 // are browsers on other origins) and answers its preflights.
 func (s *Server) serveRoute(x *exchange, r *Route) {
 	x.cs = cacheStatus{fwd: "bypass", label: labelNone}
-	if x.ctx.IsOptions() && len(x.ctx.Request.Header.Peek("Access-Control-Request-Method")) > 0 {
+	if x.ctx.IsOptions() && len(x.req.accessControlRequestMethod) > 0 {
 		x.preflight("GET, HEAD, POST, OPTIONS")
 		return
 	}
@@ -226,7 +297,7 @@ func (s *Server) serveRoute(x *exchange, r *Route) {
 func (x *exchange) preflight(methods string) {
 	rh := &x.ctx.Response.Header
 	rh.Set("Allow", methods)
-	if len(x.ctx.Request.Header.Peek("Access-Control-Request-Method")) > 0 {
+	if len(x.req.accessControlRequestMethod) > 0 {
 		rh.Set("Access-Control-Allow-Methods", methods)
 		rh.Set("Access-Control-Allow-Headers", allowHeaders)
 		rh.Set("Access-Control-Max-Age", "600")
@@ -303,8 +374,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 // admitSession asks the session gate about a request carrying a
 // peer-assist session; a refusal is answered 429 here.
 func (s *Server) admitSession(x *exchange) bool {
-	h := &x.ctx.Request.Header
-	id := h.Peek(SessionHeader)
+	id := x.req.session
 	if len(id) == 0 && x.tgt.hasSession {
 		id = x.tgt.session
 	}
@@ -312,7 +382,7 @@ func (s *Server) admitSession(x *exchange) bool {
 		return true
 	}
 	x.session, x.hasSess = string(id), true
-	x.urgent = x.tgt.urgent || string(h.Peek(UrgentHeader)) == "1"
+	x.urgent = x.tgt.urgent || string(x.req.urgent) == "1"
 	if s.sessions == nil {
 		return true
 	}

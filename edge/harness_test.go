@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 // testEnv is an edge in front of a demo origin, all on loopback: the real
 // store, the real origin pool and real sockets.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	origin *demo.Server
 	store  *cache.Store
 	pool   *origin.Pool
@@ -54,7 +54,7 @@ type envOption func(*config.Config, *Options)
 
 // newEnv starts an edge for one site "demo" (any host) in front of a demo
 // origin whose handler is wrapped by wrap (if not nil).
-func newEnv(t *testing.T, wrap func(fasthttp.RequestHandler) fasthttp.RequestHandler, opts ...envOption) *testEnv {
+func newEnv(t testing.TB, wrap func(fasthttp.RequestHandler) fasthttp.RequestHandler, opts ...envOption) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, logs: &syncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -241,7 +241,7 @@ func (e *testEnv) adminDo(method, path string) *response {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

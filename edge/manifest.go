@@ -93,7 +93,7 @@ func (s *Server) serveManifest(x *exchange) {
 	} else {
 		rh.Set("Cache-Control", "no-cache")
 	}
-	if etagListMatches(ctx.Request.Header.Peek("If-None-Match"), etag, false) {
+	if etagListMatches(x.req.ifNoneMatch, etag, false) {
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
 		return
 	}

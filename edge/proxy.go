@@ -9,8 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
 
 	"github.com/peerassist/edgebox/edge/cache"
@@ -53,8 +53,7 @@ var errRetry = errors.New("object changed under the request")
 const maxCacheAttempts = 4
 
 func (s *Server) serveCache(x *exchange) {
-	h := &x.ctx.Request.Header
-	if len(h.Peek("Authorization")) > 0 {
+	if len(x.req.authorization) > 0 {
 		s.servePass(x, "request", reasonAuthorized)
 		return
 	}
@@ -63,7 +62,7 @@ func (s *Server) serveCache(x *exchange) {
 		s.servePass(x, "bypass", reason)
 		return
 	}
-	onlyIfCached := requestOnlyIfCached(h)
+	onlyIfCached := requestOnlyIfCached(x.req.cacheControl)
 	for attempt := 0; attempt < maxCacheAttempts; attempt++ {
 		obj, found, fwd := s.lookup(x)
 		if found {
@@ -110,7 +109,8 @@ func (s *Server) serveCache(x *exchange) {
 		}
 		var stale *storedObj
 		if found {
-			stale = &obj
+			st := obj // only this path takes an address: a hit does not move obj to the heap
+			stale = &st
 		}
 		res, leader := s.fetchCollapsed(x, stale)
 		if s.serveResult(x, res, leader, stale, fwd) {
@@ -166,14 +166,31 @@ func (s *Server) serveResult(x *exchange, res fetchResult, leader bool, stale *s
 	return false
 }
 
-// primaryKey builds the cache key without Vary: site, normalized path and
-// query.
+// primaryKey builds the cache key without Vary (site, normalized path and
+// query) in x.keyBuf and returns it as a string sharing x.keyBuf's bytes, so
+// that a hit allocates no key. The string is only valid while x.keyBuf is
+// unchanged and x is in use: retainKeys copies the keys before anything
+// keeps them (flights, fills, the hit-for-pass table).
 func (x *exchange) primaryKey() string {
 	b := append(x.keyBuf[:0], x.site.name...)
 	b = append(b, 0)
 	b = append(b, x.tgt.pathQuery()...)
 	x.keyBuf = b
-	return string(b)
+	x.keysBorrowed = true
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// retainKeys makes x.primary and x.key owned strings.
+func (x *exchange) retainKeys() {
+	if !x.keysBorrowed {
+		return
+	}
+	sameKey := unsafe.StringData(x.key) == unsafe.StringData(x.primary)
+	x.primary = strings.Clone(x.primary)
+	if sameKey {
+		x.key = x.primary
+	}
+	x.keysBorrowed = false
 }
 
 // lookup finds the stored object for x, following a Vary marker to the
@@ -203,16 +220,24 @@ func (s *Server) lookup(x *exchange) (obj storedObj, found bool, fwd string) {
 	return storedObj{info, m}, true, ""
 }
 
-// metaKey names one decoded metadata blob: the version and a hash of the
-// blob (UpdateHTTP replaces it within a version).
-type metaKey struct{ id, version, sum uint64 }
+// metaKey names one stored version.
+type metaKey struct{ id, version uint64 }
+
+// metaEntry is a decoded metadata blob. It keeps the blob it was decoded
+// from: the store replaces a version's blob whole (UpdateHTTP) and never
+// changes one in place, and while the entry holds the old blob its memory
+// cannot be reused, so "same address and length" identifies the same blob.
+type metaEntry struct {
+	blob []byte
+	meta *objMeta
+}
 
 // metaOf returns the decoded HTTP metadata of info, or nil if it cannot be
 // read (then the object is treated as absent and refetched).
 func (s *Server) metaOf(info *cache.ObjectInfo) *objMeta {
-	k := metaKey{info.ID, info.Version, xxhash.Sum64(info.HTTP)}
-	if m, ok := s.metas.Get(k); ok {
-		return m
+	k := metaKey{info.ID, info.Version}
+	if e, ok := s.metas.Get(k); ok && len(e.blob) == len(info.HTTP) && unsafe.SliceData(e.blob) == unsafe.SliceData(info.HTTP) {
+		return e.meta
 	}
 	m, err := decodeMeta(info.HTTP)
 	if err != nil {
@@ -222,7 +247,7 @@ func (s *Server) metaOf(info *cache.ObjectInfo) *objMeta {
 		}
 		return nil
 	}
-	s.metas.Add(k, m)
+	s.metas.Add(k, metaEntry{blob: info.HTTP, meta: m})
 	return m
 }
 
@@ -302,11 +327,7 @@ func (s *Server) sameVariant(x *exchange, res *fetchResult) bool {
 }
 
 // requestOnlyIfCached reports a request Cache-Control: only-if-cached.
-func requestOnlyIfCached(h *fasthttp.RequestHeader) bool {
-	v := h.Peek("Cache-Control")
-	if len(v) == 0 {
-		return false
-	}
+func requestOnlyIfCached(v []byte) bool {
 	for len(v) > 0 {
 		var d []byte
 		d, v = nextDirective(v)
@@ -328,7 +349,7 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 	rh := &ctx.Response.Header
 
 	if status == fasthttp.StatusOK {
-		switch pre := evalPreconditions(&ctx.Request.Header, m); pre {
+		switch pre := evalPreconditions(&x.req, m); pre {
 		case fasthttp.StatusNotModified, fasthttp.StatusPreconditionFailed:
 			ctx.SetStatusCode(pre)
 			fields := m.notModHdr
@@ -346,7 +367,7 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 
 	off, n := int64(0), size
 	if status == fasthttp.StatusOK && size >= 0 && !x.head {
-		if r := ctx.Request.Header.Peek("Range"); len(r) > 0 && ifRangeHolds(&ctx.Request.Header, m) {
+		if r := x.req.rng; len(r) > 0 && ifRangeHolds(x.req.ifRange, m) {
 			switch res, start, end := parseRange(r, size); res {
 			case rangeOK:
 				status, off, n = fasthttp.StatusPartialContent, start, end-start
@@ -439,6 +460,9 @@ var (
 
 func (x *exchange) setStoredHeaders(m *objMeta) {
 	rh := &x.ctx.Response.Header
+	// The stored names are canonical already: skip fasthttp's
+	// normalization (the response header is reset for the next request).
+	rh.DisableNormalizing()
 	for i := range m.hdr {
 		rh.AddBytesKV(m.hdr[i].k, m.hdr[i].v)
 	}
@@ -500,23 +524,23 @@ func (b *bodyStream) Close() error {
 
 // evalPreconditions evaluates the client's conditional headers against a
 // stored 200 (RFC 9110 sec. 13.2.2): 304, 412, or 0 to serve normally.
-func evalPreconditions(h *fasthttp.RequestHeader, m *objMeta) int {
-	if v := h.Peek("If-Match"); len(v) > 0 {
+func evalPreconditions(h *reqFields, m *objMeta) int {
+	if v := h.ifMatch; len(v) > 0 {
 		if !etagListMatches(v, m.ETag, true) {
 			return fasthttp.StatusPreconditionFailed
 		}
-	} else if v := h.Peek("If-Unmodified-Since"); len(v) > 0 && !m.lastModTime.IsZero() {
+	} else if v := h.ifUnmodifiedSince; len(v) > 0 && !m.lastModTime.IsZero() {
 		if t, err := http.ParseTime(string(v)); err == nil && m.lastModTime.After(t) {
 			return fasthttp.StatusPreconditionFailed
 		}
 	}
-	if v := h.Peek("If-None-Match"); len(v) > 0 {
+	if v := h.ifNoneMatch; len(v) > 0 {
 		if etagListMatches(v, m.ETag, false) {
 			return fasthttp.StatusNotModified
 		}
 		return 0
 	}
-	if v := h.Peek("If-Modified-Since"); len(v) > 0 && !m.lastModTime.IsZero() {
+	if v := h.ifModifiedSince; len(v) > 0 && !m.lastModTime.IsZero() {
 		if t, err := http.ParseTime(string(v)); err == nil && !m.lastModTime.After(t) {
 			return fasthttp.StatusNotModified
 		}
@@ -526,8 +550,8 @@ func evalPreconditions(h *fasthttp.RequestHeader, m *objMeta) int {
 
 // ifRangeHolds reports whether Range applies (RFC 9110 sec. 13.1.5): no
 // If-Range, or one that matches the stored validator strongly.
-func ifRangeHolds(h *fasthttp.RequestHeader, m *objMeta) bool {
-	v := trimOWS(h.Peek("If-Range"))
+func ifRangeHolds(ifRange []byte, m *objMeta) bool {
+	v := trimOWS(ifRange)
 	if len(v) == 0 {
 		return true
 	}

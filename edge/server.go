@@ -76,8 +76,8 @@ type Server struct {
 	fills      sync.WaitGroup // body copies into the store in flight
 
 	flights flightGroup
-	metas   *lru.Cache[metaKey, *objMeta] // decoded ObjectInfo.HTTP
-	passes  *lru.Cache[string, passEntry] // hit-for-pass: primary key -> until when, why
+	metas   *lru.Cache[metaKey, metaEntry] // decoded ObjectInfo.HTTP
+	passes  *lru.Cache[string, passEntry]  // hit-for-pass: primary key -> until when, why
 
 	conns connTracker
 	stats counters
@@ -124,7 +124,7 @@ func New(opts Options) (*Server, error) {
 		s.log = slog.Default()
 	}
 	s.baseCtx, s.baseCancel = context.WithCancel(context.Background())
-	s.metas, _ = lru.New[metaKey, *objMeta](metaCacheEntries)
+	s.metas, _ = lru.New[metaKey, metaEntry](metaCacheEntries)
 	s.passes, _ = lru.New[string, passEntry](passCacheEntries)
 	s.routes = opts.Routes
 	s.tbl.Store(tbl)

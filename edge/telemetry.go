@@ -31,7 +31,13 @@ type telemetry struct {
 	// Attribute sets are built once per combination: a request records
 	// without allocating.
 	mu    sync.RWMutex
-	attrs map[attrKey]metric.MeasurementOption
+	attrs map[attrKey]*attrOpts
+}
+
+// attrOpts are the option slices of one attribute set, built once.
+type attrOpts struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
 }
 
 type attrKey struct {
@@ -41,7 +47,7 @@ type attrKey struct {
 
 func newTelemetry(s *Server) *telemetry {
 	m := otel.Meter(instrumentationName)
-	t := &telemetry{attrs: map[attrKey]metric.MeasurementOption{}}
+	t := &telemetry{attrs: map[attrKey]*attrOpts{}}
 	var err error
 	report := func(e error) {
 		if e != nil && err == nil {
@@ -77,7 +83,7 @@ func newTelemetry(s *Server) *telemetry {
 	return t
 }
 
-func (t *telemetry) option(k attrKey) metric.MeasurementOption {
+func (t *telemetry) options(k attrKey) *attrOpts {
 	t.mu.RLock()
 	o, ok := t.attrs[k]
 	t.mu.RUnlock()
@@ -92,7 +98,8 @@ func (t *telemetry) option(k attrKey) metric.MeasurementOption {
 	if k.site != "" {
 		attrs = append(attrs, attribute.String("edge.site", k.site))
 	}
-	o = metric.WithAttributeSet(attribute.NewSet(attrs...))
+	set := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	o = &attrOpts{add: []metric.AddOption{set}, record: []metric.RecordOption{set}}
 	t.mu.Lock()
 	if len(t.attrs) < 4096 { // bounded: sites x labels x statuses x methods
 		t.attrs[k] = o
@@ -106,12 +113,13 @@ func (t *telemetry) option(k attrKey) metric.MeasurementOption {
 func (x *exchange) startSpan() {
 	parent := context.Background()
 	h := &x.ctx.Request.Header
-	if len(h.Peek("Traceparent")) > 0 {
+	if len(x.req.traceparent) > 0 {
 		parent = otel.GetTextMapPropagator().Extract(parent, requestCarrier{h})
 	}
-	x.spanCtx, x.span = tracer.Start(parent, methodName(h.Method()),
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(x.start))
+	x.spanCtx, x.span = tracer.Start(parent, methodName(h.Method()), serverSpanOpts...)
 }
+
+var serverSpanOpts = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 
 func methodName(m []byte) string {
 	switch string(m) {
@@ -134,15 +142,15 @@ func (t *telemetry) record(x *exchange, status int) {
 		site = x.site.name
 	}
 	method := methodName(x.ctx.Method())
-	opt := t.option(attrKey{site: site, label: x.cs.label, method: method, status: status})
+	opts := t.options(attrKey{site: site, label: x.cs.label, method: method, status: status})
 	ctx := context.Background()
-	t.requests.Add(ctx, 1, opt)
+	t.requests.Add(ctx, 1, opts.add...)
 	if x.bodySent > 0 {
-		t.bodyBytes.Add(ctx, x.bodySent, opt)
+		t.bodyBytes.Add(ctx, x.bodySent, opts.add...)
 		x.s.stats.bytesServed.Add(x.bodySent)
 	}
 	elapsed := time.Since(x.start)
-	t.duration.Record(ctx, elapsed.Seconds(), opt)
+	t.duration.Record(ctx, elapsed.Seconds(), opts.record...)
 	switch x.cs.label {
 	case labelHit:
 		x.s.stats.hits.Add(1)
