@@ -1,0 +1,120 @@
+package browsertest
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+// Playback metrics the demo page keeps (window.paDemo) and the client's stats.
+type pageState struct {
+	Metrics struct {
+		StartupMs float64 `json:"startupMs"`
+		Stalls    int     `json:"stalls"`
+		StallMs   float64 `json:"stallMs"`
+		Ended     bool    `json:"ended"`
+		Error     string  `json:"error"`
+	} `json:"m"`
+	Stats struct {
+		BytesFromEdge        float64 `json:"bytesFromEdge"`
+		BytesFromPeers       float64 `json:"bytesFromPeers"`
+		BytesUploaded        float64 `json:"bytesUploaded"`
+		PeersConnected       int     `json:"peersConnected"`
+		VerificationFailures int     `json:"verificationFailures"`
+		SessionID            string  `json:"sessionId"`
+		P2P                  string  `json:"p2p"`
+	} `json:"s"`
+	Time float64 `json:"t"`
+}
+
+func state(p *Page) pageState {
+	var s pageState
+	p.MustEval(`({m: paDemo.metrics, s: paDemo.client.stats(), t: paDemo.video.currentTime})`, &s)
+	return s
+}
+
+// playbackRate: the 40 s sample VOD plays at twice the normal rate, so a
+// whole run takes about 20 s of playback; deadlines follow the rate.
+const playbackRate = "2"
+
+const playTimeout = 90 * time.Second
+
+// Test 1: two pages play the sample VOD to the end; the second takes at
+// least half of its media bytes from the first; its startup and stalls are
+// no worse than those of a page without peer assistance, played at the
+// same time in its own browser.
+func TestTwoPagesOffload(t *testing.T) {
+	RequireNetns(t)
+	e := StartEdge(t)
+	page := e.URL + "/pa/v1/demo?rate=" + playbackRate
+	first := NewBrowser(t).Open("first", page)
+	first.WaitFor("paDemo.metrics.startupMs >= 0", 30*time.Second)
+	time.Sleep(2 * time.Second)
+	baseline := NewBrowser(t).Open("baseline", page+"&p2p=0")
+	second := NewBrowser(t).Open("second", page)
+	for _, p := range []*Page{first, baseline, second} {
+		p.WaitFor("paDemo.metrics.ended || paDemo.metrics.error", playTimeout)
+	}
+	f, b, s := state(first), state(baseline), state(second)
+	t.Logf("first:    %+v", f)
+	t.Logf("baseline: %+v", b)
+	t.Logf("second:   %+v", s)
+	for name, st := range map[string]pageState{"first": f, "baseline": b, "second": s} {
+		if st.Metrics.Error != "" || !st.Metrics.Ended {
+			t.Errorf("%s: ended=%v error=%q, want played to the end", name, st.Metrics.Ended, st.Metrics.Error)
+		}
+	}
+	total := s.Stats.BytesFromPeers + s.Stats.BytesFromEdge
+	if share := s.Stats.BytesFromPeers / total; total == 0 || share < 0.5 {
+		t.Errorf("second page took %.0f of %.0f media bytes from peers (%.0f%%), want >= 50%%", s.Stats.BytesFromPeers, total, 100*share)
+	}
+	if f.Stats.BytesUploaded == 0 {
+		t.Errorf("first page uploaded nothing")
+	}
+	if b.Stats.BytesFromPeers != 0 || b.Stats.P2P != "off" {
+		t.Errorf("baseline: %.0f bytes from peers, p2p %q: want 0 and off", b.Stats.BytesFromPeers, b.Stats.P2P)
+	}
+	// Startup within 1 s of the baseline's (both share two noisy cores);
+	// no more stalls than the baseline.
+	if s.Metrics.StartupMs > b.Metrics.StartupMs+1000 {
+		t.Errorf("second page startup %.0f ms, baseline %.0f ms: want no worse (1 s tolerance)", s.Metrics.StartupMs, b.Metrics.StartupMs)
+	}
+	if s.Metrics.Stalls > b.Metrics.Stalls {
+		t.Errorf("second page stalled %d times, baseline %d", s.Metrics.Stalls, b.Metrics.Stalls)
+	}
+	if s.Stats.VerificationFailures != 0 {
+		t.Errorf("second page: %d verification failures between honest peers", s.Stats.VerificationFailures)
+	}
+	// The edge knows the sessions the pages use on HTTP.
+	if s.Stats.SessionID == "" {
+		t.Errorf("second page has no session ID from the edge")
+	} else if _, ok := e.Coordinator.Session(s.Stats.SessionID); !ok {
+		t.Errorf("coordinator does not know session %q", s.Stats.SessionID)
+	}
+}
+
+// Test 4: WebRTC blocked by browser policy (no UDP without a proxy): the
+// page finds no peers and plays the whole VOD over HTTP from the edge, next
+// to a page that would share with it.
+func TestWebRTCBlockedPlaysOverHTTP(t *testing.T) {
+	RequireNetns(t)
+	e := StartEdge(t)
+	page := e.URL + "/pa/v1/demo?rate=" + playbackRate
+	seeder := NewBrowser(t).Open("seeder", page)
+	seeder.WaitFor("paDemo.metrics.startupMs >= 0", 30*time.Second)
+	blocked := NewBrowser(t, "force-webrtc-ip-handling-policy", "webrtc-ip-handling-policy=disable_non_proxied_udp").Open("blocked", page)
+	blocked.WaitFor("paDemo.metrics.ended || paDemo.metrics.error", playTimeout)
+	s := state(blocked)
+	t.Logf("blocked: %+v", s)
+	if !s.Metrics.Ended || s.Metrics.Error != "" {
+		t.Errorf("blocked page: ended=%v error=%q, want played to the end", s.Metrics.Ended, s.Metrics.Error)
+	}
+	if s.Stats.BytesFromPeers != 0 || s.Stats.PeersConnected != 0 {
+		t.Errorf("blocked page: %.0f bytes from %d peers, want none", s.Stats.BytesFromPeers, s.Stats.PeersConnected)
+	}
+	if s.Stats.BytesFromEdge < 1<<20 {
+		t.Errorf("blocked page: %.0f bytes from the edge, want the whole video (> 1 MiB)", s.Stats.BytesFromEdge)
+	}
+}
