@@ -25,6 +25,7 @@ import (
 const (
 	crashChildEnv  = "EDGEBOX_CACHE_CRASH_CHILD" // the store directory
 	crashSeedEnv   = "EDGEBOX_CACHE_CRASH_SEED"
+	crashBigEnv    = "EDGEBOX_CACHE_CRASH_BIG_FIRST" // begin with a 64 MiB fill
 	crashBigBytes  = 64 << 20
 	crashSmallKeys = 120
 	crashMemBytes  = 16 << 20
@@ -65,7 +66,7 @@ func crashChild() {
 	for i := 0; time.Now().Before(deadline); i++ {
 		var key string
 		switch p := rng.IntN(100); {
-		case p < 8:
+		case p < 8 || (i == 0 && os.Getenv(crashBigEnv) != ""):
 			key = fmt.Sprintf("big-%d", rng.IntN(2))
 		case p < 15:
 			key = fmt.Sprintf("small-%d", rng.IntN(crashSmallKeys))
@@ -81,6 +82,7 @@ func crashChild() {
 		if rng.IntN(2) == 0 {
 			declared = -1
 		}
+		report("start %s", key)
 		f, leader := s.StartFill(key, declared, 0, []byte(key))
 		if !leader {
 			continue
@@ -110,15 +112,29 @@ func TestCrashKill9(t *testing.T) {
 	state := map[string]string{}
 	served := 0
 	for round := range rounds {
-		killAfter := time.Duration(rng.IntN(1500)) * time.Millisecond
-		lines := runAndKill(t, dir, round, killAfter)
+		// Odd rounds kill during the first (64 MiB) fill; even rounds at
+		// any moment.
+		bigFirst := round%2 == 1
+		killAfter := time.Duration(rng.IntN(1000)) * time.Millisecond
+		if bigFirst {
+			killAfter = time.Duration(rng.IntN(150)) * time.Millisecond
+		}
+		lines := runAndKill(t, dir, round, bigFirst, killAfter)
+		inFlight := ""
 		for _, l := range lines {
-			if op, key, ok := strings.Cut(l, " "); ok {
+			op, key, _ := strings.Cut(l, " ")
+			switch op {
+			case "start":
+				inFlight = key
+			case "committed", "purged":
 				state[key] = op
+				inFlight = ""
 			}
 		}
-		served += checkAfterCrash(t, dir, state)
-		t.Logf("round %d: killed after %v, %d steps reported; %d objects verified so far", round, killAfter, len(lines), served)
+		n := checkAfterCrash(t, dir, state)
+		served += n
+		t.Logf("round %d: killed %v after the child opened the store (odd rounds: began its 64 MiB fill), in the fill of %q; %d steps reported; %d objects verified",
+			round, killAfter, inFlight, len(lines), n)
 		if t.Failed() {
 			return
 		}
@@ -129,11 +145,15 @@ func TestCrashKill9(t *testing.T) {
 }
 
 // runAndKill starts a child filling the store in dir and SIGKILLs it
-// killAfter after it opened the store. It returns the child's report lines.
-func runAndKill(t *testing.T, dir string, round int, killAfter time.Duration) []string {
+// killAfter after it opened the store (after it began its first fill, if
+// bigFirst). It returns the child's report lines.
+func runAndKill(t *testing.T, dir string, round int, bigFirst bool, killAfter time.Duration) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSeedEnv+"="+strconv.Itoa(round))
+	if bigFirst {
+		cmd.Env = append(cmd.Env, crashBigEnv+"=1")
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -148,12 +168,20 @@ func runAndKill(t *testing.T, dir string, round int, killAfter time.Duration) []
 	go func() {
 		var lines []string
 		sc := bufio.NewScanner(stdout)
+		signaled := false
 		for sc.Scan() {
 			if sc.Text() == "ready" {
-				close(ready)
+				if !bigFirst {
+					close(ready)
+					signaled = true
+				}
 				continue
 			}
 			lines = append(lines, sc.Text())
+			if !signaled && strings.HasPrefix(sc.Text(), "start big-") {
+				close(ready)
+				signaled = true
+			}
 		}
 		io.Copy(io.Discard, stdout)
 		linesc <- lines
