@@ -67,7 +67,6 @@ func (p *poller) wake() {
 // release it at any moment: add reads nothing of c after registering it.
 func (p *poller) add(c *conn) error {
 	fd := c.fd
-	c.p = p
 	p.mu.Lock()
 	p.conns[int32(fd)] = c
 	p.mu.Unlock()
@@ -76,7 +75,6 @@ func (p *poller) add(c *conn) error {
 		p.mu.Lock()
 		delete(p.conns, int32(fd))
 		p.mu.Unlock()
-		c.p = nil
 		return fmt.Errorf("epoll_ctl add: %w", err)
 	}
 	return nil

@@ -120,6 +120,27 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 	c.tokAt = co.clock()
 	c.lastRecv.Store(c.tokAt)
 
+	// A client may have sent frames right behind its upgrade request:
+	// fasthttp then holds them in its read buffer.
+	early := drainBuffered(nc)
+
+	// Choose the mode before the connection is published (registering it
+	// under co.mu makes these fields visible to other goroutines).
+	if !co.noEpoll && len(co.pollers) > 0 {
+		if fd, err := dupFD(nc); err == nil {
+			// The socket now lives on as fd; fasthttp's connection (or our
+			// reference to it) goes away.
+			nc.Close()
+			nc = nil
+			c.fd = fd
+			c.p = co.pollers[int(co.pollNext.Add(1))%len(co.pollers)]
+		}
+	}
+	if c.p == nil {
+		c.nc = nc
+		c.wake = make(chan struct{}, 1)
+	}
+
 	// Register, re-checking the caps: concurrent upgrades may have passed
 	// admitConn together.
 	co.mu.Lock()
@@ -141,37 +162,59 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 	co.mu.Unlock()
 	if refused != "" {
 		co.tel.reject(reasonTooManyConns)
-		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = nc.Write(appendFrame(nil, opClose, closePayload(closePolicy, refused)))
-		nc.Close()
+		frame := appendFrame(nil, opClose, closePayload(closePolicy, refused))
+		if c.p != nil {
+			_, _ = sendNoSignal(c.fd, frame)
+			closeFD(c.fd)
+		} else {
+			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = nc.Write(frame)
+			nc.Close()
+		}
 		return
 	}
 
-	if !co.noEpoll && len(co.pollers) > 0 {
-		if fd, err := dupFD(nc); err == nil {
-			// The socket now lives on as fd; fasthttp's connection (or our
-			// reference to it) goes away.
-			nc.Close()
-			p := co.pollers[int(co.pollNext.Add(1))%len(co.pollers)]
-			c.fd = fd
-			if err := p.add(c); err != nil {
-				co.log.Error("peerassist: cannot watch a signaling socket", "error", err)
-				closeFD(fd)
-				c.fd = -1
-				c.state = stateReleased
-				co.onClosed(c)
-			}
+	if len(early) > 0 {
+		// Nobody reads c yet: handle the early bytes here.
+		if !c.onBytes(co.newHandlerCtx(c.id), early) {
+			c.release()
 			return
 		}
 	}
-	co.serveGoroutine(c, nc)
+	if c.p != nil {
+		if err := c.p.add(c); err != nil {
+			co.log.Error("peerassist: cannot watch a signaling socket", "error", err)
+			c.release()
+		}
+		return
+	}
+	co.serveGoroutine(c)
+}
+
+// drainBuffered returns the bytes fasthttp read past the upgrade request,
+// without reading the socket itself: with the read deadline in the past,
+// only its buffer can answer.
+func drainBuffered(nc net.Conn) []byte {
+	if err := nc.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		return nil
+	}
+	var out []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := nc.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	_ = nc.SetReadDeadline(time.Time{})
+	return out
 }
 
 // serveGoroutine reads c on this goroutine until it closes (goroutine mode),
 // with a writer goroutine draining its queue.
-func (co *Coordinator) serveGoroutine(c *conn, nc net.Conn) {
-	c.nc = nc
-	c.wake = make(chan struct{}, 1)
+func (co *Coordinator) serveGoroutine(c *conn) {
+	nc := c.nc
 	co.wg.Add(2)
 	go func() {
 		defer co.wg.Done()
