@@ -87,7 +87,7 @@ func startEdge(t *testing.T, cfg config.PeerAssist, mod func(*Options)) *testEdg
 	no := false
 	off.PeerAssist.Enabled = &no
 	o := Options{Config: cfg, Sites: []config.Site{site, open, off}, Locator: LocatorFunc(fakeLocate), Seed: 1, Pollers: 2,
-		Logger: slog.New(slog.DiscardHandler),
+		Logger:        slog.New(slog.DiscardHandler),
 		SweepInterval: 50 * time.Millisecond}
 	if mod != nil {
 		mod(&o)

@@ -77,7 +77,9 @@ func TestSessionsAndAttribution(t *testing.T) {
 		t.Errorf("swarm after reports: %+v", s)
 	}
 	// Counters must not go down.
-	a.announce(sw, signal.EventUpdate, 0, 0, func(r *signal.Request) { r.Report = &signal.Report{FromPeersBytes: 10, FromEdgeBytes: -1, UploadedBytes: -1} })
+	a.announce(sw, signal.EventUpdate, 0, 0, func(r *signal.Request) {
+		r.Report = &signal.Report{FromPeersBytes: 10, FromEdgeBytes: -1, UploadedBytes: -1}
+	})
 	if f := a.mustRecv(signal.KindFailure); !strings.Contains(f.Failure, "must not decrease") {
 		t.Errorf("decreasing report: %q", f.Failure)
 	}
