@@ -118,6 +118,7 @@ type Stats struct {
 //	func (f *Fill) Write(p []byte) (int, error)
 //	func (f *Fill) Commit() error      // all bytes written: publish the version
 //	func (f *Fill) Abort(err error)    // readers get ErrFillFailed (wrapping err)
+//	func (f *Fill) Err() error         // why the fill failed; nil while running or committed
 
 // Reader reads a byte range of one version. Chunks (the store's own
 // immutable buffers) let the HTTP layer write without copying.

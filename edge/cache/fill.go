@@ -98,14 +98,15 @@ func (f *Fill) state() error {
 	case f.err != nil:
 		return f.err
 	case f.done:
-		return errors.New("cache: write to a committed fill")
+		return errors.New("cache: fill already committed")
 	}
 	return nil
 }
 
-// Write appends body bytes. It fails once the fill failed, if the body
-// grows past its declared size or the object size limit (ErrTooLarge; the
-// fill is then aborted), or on a disk error (the fill is aborted).
+// Write appends body bytes. It fails, and fails the fill, if the body grows
+// past its declared size or the object size limit (ErrTooLarge). A disk
+// error does not fail it: the version then stays in memory only (see
+// leaveDisk). After the fill failed, Write returns why.
 func (f *Fill) Write(p []byte) (int, error) {
 	f.lockWriter()
 	defer f.unlockWriter()
@@ -379,13 +380,7 @@ func (f *Fill) Abort(err error) {
 	}
 	f.lockWriter()
 	defer f.unlockWriter()
-	if f.state() != nil {
-		return
-	}
-	f.mu.Lock()
-	done := f.done
-	f.mu.Unlock()
-	if !done {
+	if f.state() == nil { // still running
 		f.failLocked(err)
 	}
 }
