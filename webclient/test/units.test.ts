@@ -225,3 +225,25 @@ test("byte range across chunks", async () => {
   const r = await fetcher.load(url, { deadlineAt: now() + 5000, start: 10, end: 35 });
   assert.deepEqual([...r.data], [...object.subarray(10, 35)]);
 });
+
+test("parsers never throw on random input (parseIncoming never, parseManifest only ManifestError)", () => {
+  let seed = 7;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  const pieces = ['{', '}', '[', ']', '"', ':', ',', 'null', '1e309', '-1', '"announce"', '"action"', '"info_hash"', '"offer"', '"answer"', '"x_policy"', '"sha256"', '"size"', '"chunk_size"', '"object_id"', '"aaaaaaaaaaaaaaaaaaaa"', "true", "0", "\\u0000"];
+  for (let n = 0; n < 20000; n++) {
+    let s = "";
+    for (let k = rnd(30); k > 0; k--) s += pieces[rnd(pieces.length)];
+    parseIncoming(s);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(s);
+    } catch {
+      continue;
+    }
+    try {
+      parseManifest(doc);
+    } catch (e) {
+      assert.ok(e instanceof ManifestError, String(e));
+    }
+  }
+});
