@@ -191,29 +191,58 @@ func (b *builder) addSource(i int, f sourceFile) error {
 		return fmt.Errorf("reading %s database: %w", f.format, err)
 	}
 	base := owner{source: f.label, layer: i, subnetBits4: b.t.subnetBits4, subnetBits6: b.t.subnetBits6}
+	// Owners by ASN: hashing a uint32 is much cheaper than hashing the
+	// owner's strings, and an AS almost always has one name per file.
+	type cached struct {
+		name string
+		idx  uint32
+	}
+	byASN := map[uint32]cached{}
 	var addErr error
-	add := func(pfx netip.Prefix, asn uint32, name string) {
-		if addErr != nil {
-			return
-		}
+	miss := func(asn uint32, name string) (uint32, bool) {
 		o := base
 		o.asn, o.isp = asn, name
 		idx, err := b.ownerOf(o)
 		if err != nil {
 			addErr = err
-			return
+			return 0, false
 		}
-		b.insert(pfx, idx, i)
+		byASN[asn] = cached{name, idx}
+		return idx, true
 	}
 	var ranges []netip.Prefix
 	switch f.format {
 	case config.SourceMMDB:
-		err = readMMDB(data, f.label, add)
+		err = readMMDB(data, f.label, func(pfx netip.Prefix, asn uint32, name string) {
+			if addErr != nil {
+				return
+			}
+			c, ok := byASN[asn]
+			idx := c.idx
+			if !ok || c.name != name {
+				if idx, ok = miss(asn, name); !ok {
+					return
+				}
+			}
+			b.insert(pfx, idx, i)
+		})
 	default:
-		err = readTSV(bytes.NewReader(data), f.label, func(r dbRange) {
+		err = readTSV(bytes.NewReader(data), f.label, func(r dbRange, desc []byte) {
+			if addErr != nil {
+				return
+			}
+			c, ok := byASN[r.ASN]
+			idx := c.idx
+			// string(desc) in a comparison does not allocate: a repeated
+			// AS costs no string.
+			if !ok || c.name != string(desc) {
+				if idx, ok = miss(r.ASN, string(desc)); !ok {
+					return
+				}
+			}
 			ranges = rangePrefixes(ranges[:0], r.From, r.To)
 			for _, p := range ranges {
-				add(p, r.ASN, r.Name)
+				b.insert(p, idx, i)
 			}
 		})
 	}

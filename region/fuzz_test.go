@@ -28,7 +28,7 @@ func FuzzParseTSV(f *testing.F) {
 	f.Add([]byte("\x1f\x8b\x08\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var ps []netip.Prefix
-		_ = readTSV(bytes.NewReader(data), "fuzz.tsv", func(r dbRange) {
+		_ = readTSV(bytes.NewReader(data), "fuzz.tsv", func(r dbRange, _ []byte) {
 			if r.From.Is4() != r.To.Is4() || r.To.Less(r.From) || r.ASN == 0 {
 				t.Fatalf("accepted bad range %+v", r)
 			}

@@ -47,18 +47,35 @@ type Locator struct {
 	swapMu  sync.Mutex
 	swapped chan struct{}
 
-	// Lookup counters, each on its own cache line: Locate is the hot path.
-	known   paddedCounter
-	unknown paddedCounter
+	// Lookup counters, sharded by address over their own cache lines so
+	// that concurrent Locate calls rarely write the same line.
+	known   [counterShards]paddedCounter
+	unknown [counterShards]paddedCounter
 	reloads [2]atomic.Uint64 // success, failure
 
 	metricReg metric.Registration
 	tracer    trace.Tracer
 }
 
+const counterShards = 8
+
 type paddedCounter struct {
 	atomic.Uint64
 	_ [56]byte
+}
+
+// shard picks a counter shard from the low bits of the address.
+func shard(ip netip.Addr) int {
+	b := ip.As16()
+	return int(b[15] & (counterShards - 1))
+}
+
+func sum(cs *[counterShards]paddedCounter) uint64 {
+	var n uint64
+	for i := range cs {
+		n += cs[i].Load()
+	}
+	return n
 }
 
 // New builds a Locator from cfg: it validates the section, reads every
@@ -149,12 +166,13 @@ func (l *Locator) Locate(ip netip.Addr) Locality {
 	ip = ip.Unmap()
 	t := l.table.Load()
 	if t == nil || !ip.IsValid() {
-		l.unknown.Add(1)
+		l.unknown[0].Add(1)
 		return Locality{}
 	}
+	s := shard(ip)
 	v, ok := t.prefixes.Lookup(ip)
 	if !ok {
-		l.unknown.Add(1)
+		l.unknown[s].Add(1)
 		return Locality{Subnet: subnet(ip, t.subnetBits4, t.subnetBits6)}
 	}
 	o := &t.owners[v>>8]
@@ -169,9 +187,9 @@ func (l *Locator) Locate(ip netip.Addr) Locality {
 		Source: o.source,
 	}
 	if loc.Known {
-		l.known.Add(1)
+		l.known[s].Add(1)
 	} else {
-		l.unknown.Add(1)
+		l.unknown[s].Add(1)
 	}
 	return loc
 }
@@ -227,8 +245,8 @@ func (l *Locator) registerMetrics() error {
 		failure = metric.WithAttributeSet(attribute.NewSet(attribute.String("region.reload.outcome", "failure")))
 	)
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(lookups, int64(l.known.Load()), known)
-		o.ObserveInt64(lookups, int64(l.unknown.Load()), unknown)
+		o.ObserveInt64(lookups, int64(sum(&l.known)), known)
+		o.ObserveInt64(lookups, int64(sum(&l.unknown)), unknown)
 		o.ObserveInt64(reloads, int64(l.reloads[0].Load()), success)
 		o.ObserveInt64(reloads, int64(l.reloads[1].Load()), failure)
 		if t := l.table.Load(); t != nil {

@@ -37,11 +37,11 @@ var ErrNoRanges = errors.New("no routed ranges")
 type dbRange struct {
 	From, To netip.Addr
 	ASN      uint32
-	Name     string
 }
 
 // readTSV reads an iptoasn.com TSV stream (plain or gzip) and calls fn for
-// every routed range in file order. Lines are
+// every routed range in file order, with the AS description (valid only
+// during the call: copy it to keep it). Lines are
 //
 //	range_start<TAB>range_end<TAB>AS_number<TAB>country_code<TAB>AS_description
 //
@@ -51,7 +51,7 @@ type dbRange struct {
 // ignored. file names the stream in errors. Every malformed line (up to
 // maxFileErrors) is reported as a *ParseError; the caller must then discard
 // what fn received.
-func readTSV(r io.Reader, file string, fn func(dbRange)) error {
+func readTSV(r io.Reader, file string, fn func(r dbRange, desc []byte)) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
@@ -65,7 +65,6 @@ func readTSV(r io.Reader, file string, fn func(dbRange)) error {
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
-	names := map[string]string{} // interned AS descriptions
 	var errs []error
 	lineNo, routed := 0, 0
 	for sc.Scan() {
@@ -83,15 +82,9 @@ func readTSV(r io.Reader, file string, fn func(dbRange)) error {
 		if !rec.From.IsValid() || rec.ASN == 0 {
 			continue // blank, comment, or not routed
 		}
-		name, ok := names[string(desc)]
-		if !ok {
-			name = string(desc)
-			names[name] = name
-		}
-		rec.Name = name
 		routed++
 		if len(errs) == 0 {
-			fn(rec)
+			fn(rec, desc)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -173,6 +166,9 @@ func parseTSVAddr(b []byte) (netip.Addr, error) {
 		}
 		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), nil
 	}
+	if a, ok := parseIPv4(b); ok {
+		return a, nil
+	}
 	a, err := netip.ParseAddr(string(b))
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("%q is not an IP address", b)
@@ -181,6 +177,37 @@ func parseTSVAddr(b []byte) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("%q: zones are not allowed", b)
 	}
 	return a.Unmap(), nil
+}
+
+// parseIPv4 parses a dotted quad without allocating (netip.ParseAddr
+// needs a string); anything else is left to netip.ParseAddr. Like netip,
+// it rejects leading zeros.
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var out [4]byte
+	field, val, digits := 0, 0, 0
+	for i := 0; i <= len(b); i++ {
+		if i == len(b) || b[i] == '.' {
+			if digits == 0 || field > 3 {
+				return netip.Addr{}, false
+			}
+			out[field] = byte(val)
+			field, val, digits = field+1, 0, 0
+			continue
+		}
+		c := b[i]
+		if c < '0' || c > '9' || (digits == 1 && val == 0) {
+			return netip.Addr{}, false
+		}
+		val = val*10 + int(c-'0')
+		digits++
+		if val > 255 {
+			return netip.Addr{}, false
+		}
+	}
+	if field != 4 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(out), true
 }
 
 func isDigits(b []byte) bool {

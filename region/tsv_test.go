@@ -62,22 +62,26 @@ func TestParseTSVLine(t *testing.T) {
 	}
 }
 
-func collectTSV(t *testing.T, data []byte) ([]dbRange, error) {
+func collectTSV(t *testing.T, data []byte) ([]dbRange, []string, error) {
 	t.Helper()
 	var got []dbRange
-	err := readTSV(bytes.NewReader(data), "test.tsv", func(r dbRange) { got = append(got, r) })
-	return got, err
+	var names []string
+	err := readTSV(bytes.NewReader(data), "test.tsv", func(r dbRange, desc []byte) {
+		got = append(got, r)
+		names = append(names, string(desc))
+	})
+	return got, names, err
 }
 
 func TestReadTSV(t *testing.T) {
 	const good = "# iptoasn\n1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n1.0.1.0\t1.0.3.255\t0\tNone\tNot routed\n\n2001:200::\t2001:200:5ff:ffff:ffff:ffff:ffff:ffff\t2500\tJP\tWIDE\n"
 	t.Run("plain", func(t *testing.T) {
-		got, err := collectTSV(t, []byte(good))
+		got, names, err := collectTSV(t, []byte(good))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != 2 || got[0].Name != "CLOUDFLARENET" || got[1].ASN != 2500 {
-			t.Errorf("readTSV = %+v, want the Cloudflare and WIDE ranges", got)
+		if len(got) != 2 || names[0] != "CLOUDFLARENET" || got[1].ASN != 2500 || names[1] != "WIDE" {
+			t.Errorf("readTSV = %+v %q, want the Cloudflare and WIDE ranges", got, names)
 		}
 	})
 	t.Run("gzip", func(t *testing.T) {
@@ -85,7 +89,7 @@ func TestReadTSV(t *testing.T) {
 		zw := gzip.NewWriter(&buf)
 		zw.Write([]byte(good))
 		zw.Close()
-		got, err := collectTSV(t, buf.Bytes())
+		got, _, err := collectTSV(t, buf.Bytes())
 		if err != nil || len(got) != 2 {
 			t.Errorf("readTSV(gzip) = %d ranges, %v; want 2, nil", len(got), err)
 		}
@@ -95,14 +99,14 @@ func TestReadTSV(t *testing.T) {
 		zw := gzip.NewWriter(&buf)
 		zw.Write([]byte(strings.Repeat(good, 100)))
 		zw.Close()
-		_, err := collectTSV(t, buf.Bytes()[:buf.Len()/2])
+		_, _, err := collectTSV(t, buf.Bytes()[:buf.Len()/2])
 		if err == nil || !strings.Contains(err.Error(), "test.tsv: reading after line") {
 			t.Errorf("readTSV(truncated gzip) error = %v, want a read error naming the file", err)
 		}
 	})
 	t.Run("errors name file and line", func(t *testing.T) {
 		data := "1.0.0.0\t1.0.0.255\t13335\tUS\tX\n1.0.0.0\t1.0.0.255\n1.0.0.9\t1.0.0.1\t1\tUS\tX\n"
-		_, err := collectTSV(t, []byte(data))
+		_, _, err := collectTSV(t, []byte(data))
 		for _, want := range []string{"test.tsv:2: want tab-separated", "test.tsv:3: range_end 1.0.0.1 is before range_start 1.0.0.9"} {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("error = %v, want containing %q", err, want)
@@ -114,26 +118,26 @@ func TestReadTSV(t *testing.T) {
 		}
 	})
 	t.Run("gives up after many errors", func(t *testing.T) {
-		_, err := collectTSV(t, []byte(strings.Repeat("garbage\n", 1000)))
+		_, _, err := collectTSV(t, []byte(strings.Repeat("garbage\n", 1000)))
 		if err == nil || !strings.Contains(err.Error(), "giving up after 10 malformed lines") || strings.Contains(err.Error(), "test.tsv:11:") {
 			t.Errorf("error = %v, want 10 line errors then giving up", err)
 		}
 	})
 	t.Run("line too long", func(t *testing.T) {
 		data := "1.0.0.0\t1.0.0.255\t1\tUS\tX\n1.0.1.0\t1.0.1.255\t1\tUS\t" + strings.Repeat("x", maxLineBytes) + "\n"
-		_, err := collectTSV(t, []byte(data))
+		_, _, err := collectTSV(t, []byte(data))
 		if err == nil || !strings.Contains(err.Error(), "test.tsv:2: line longer than") {
 			t.Errorf("error = %v, want test.tsv:2: line longer than ...", err)
 		}
 	})
 	for _, empty := range []string{"", "# only a comment\n", "1.0.1.0\t1.0.3.255\t0\tNone\tNot routed\n"} {
-		_, err := collectTSV(t, []byte(empty))
+		_, _, err := collectTSV(t, []byte(empty))
 		if !errors.Is(err, ErrNoRanges) {
 			t.Errorf("readTSV(%q) error = %v, want ErrNoRanges", empty, err)
 		}
 	}
 	t.Run("binary", func(t *testing.T) {
-		_, err := collectTSV(t, []byte("\x00\x01\x02\xff\xfe\n\x89PNG\r\n"))
+		_, _, err := collectTSV(t, []byte("\x00\x01\x02\xff\xfe\n\x89PNG\r\n"))
 		if err == nil || !strings.Contains(err.Error(), "test.tsv:1:") {
 			t.Errorf("error = %v, want test.tsv:1: ...", err)
 		}
@@ -212,4 +216,29 @@ func TestRangePrefixesCover(t *testing.T) {
 
 func u32Addr(v uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func TestParseIPv4MatchesNetip(t *testing.T) {
+	for _, s := range []string{"1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+		"1..3.4", ".1.2.3", "1.2.3.", "1.2.3.4 ", "a.b.c.d", "", "1.2.3.0004", "10.0.0.00", "::1", "1.2.3.4%x"} {
+		checkParseIPv4(t, []byte(s))
+	}
+}
+
+func checkParseIPv4(t *testing.T, b []byte) {
+	t.Helper()
+	got, ok := parseIPv4(b)
+	want, err := netip.ParseAddr(string(b))
+	wantOK := err == nil && want.Is4()
+	if ok != wantOK || (ok && got != want) {
+		t.Errorf("parseIPv4(%q) = %v, %v; netip says %v, %v", b, got, ok, want, wantOK)
+	}
+}
+
+// FuzzParseIPv4 checks the allocation-free IPv4 parser against netip.
+func FuzzParseIPv4(f *testing.F) {
+	for _, s := range []string{"1.2.3.4", "01.2.3.4", "255.255.255.256", "1.2.3"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkParseIPv4)
 }
