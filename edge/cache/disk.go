@@ -14,8 +14,9 @@ import (
 
 // disk is the file layout of the disk tier (see doc.go for why it is crash
 // safe). It knows paths and files, not the index: the Store decides what to
-// write and delete. Its methods are safe for concurrent use on different
-// versions; the Store serializes operations on one version.
+// write and delete. Create it with openDisk (the zero value is not
+// usable). Its methods are safe for concurrent use on different versions;
+// the Store serializes operations on one version (version.fileMu).
 type disk struct {
 	root    string   // Options.DiskPath
 	objects string   // root/objects: 256 fan-out directories of version files

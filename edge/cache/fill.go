@@ -36,6 +36,7 @@ type Fill struct {
 	nfull   int        // chunks finished (hashed, in memory, on disk)
 	written int64      // body bytes written
 	sums    [][32]byte // SHA-256 of each finished chunk
+	ended   bool       // Commit began: no more bytes (readers may end before the disk commit)
 	done    bool       // committed or failed
 	err     error      // why it failed (errors.Is ErrFillFailed), nil if committed
 	wait    chan struct{}
@@ -146,15 +147,19 @@ func (f *Fill) Write(p []byte) (int, error) {
 }
 
 // grow returns a copy of the current chunk with room for need bytes. A
-// body of known size gets its chunks at their exact length; one of unknown
-// size doubles, so a small body does not hold a whole chunk of memory.
+// body of known size gets its chunks at their exact length; the first chunk
+// of one of unknown size doubles, so a small body does not hold a whole
+// chunk of memory.
 // Readers keep reading the old buffer: its published bytes do not change.
 func (f *Fill) grow(need int) []byte {
 	cb := f.v.chunkBytes
 	var c int
-	if f.declared >= 0 {
+	switch {
+	case f.declared >= 0:
 		c = int(min(int64(cb), f.declared-int64(f.nfull)*int64(cb)))
-	} else {
+	case f.nfull > 0: // a body of unknown size past its first chunk is not small
+		c = cb
+	default:
 		c = min(cb, max(need, 2*cap(f.cur), 16<<10))
 	}
 	c = max(c, need)
@@ -277,6 +282,10 @@ func (f *Fill) Commit() error {
 	}
 	s, v := f.s, f.v
 	size := f.written
+	f.mu.Lock()
+	f.ended = true // readers of a body of unknown size need not wait for fsync
+	f.notifyLocked()
+	f.mu.Unlock()
 	var metaBytes int64
 	if f.onDisk {
 		var err error

@@ -123,7 +123,7 @@ func (r *reader) chunk(index, within int) ([]byte, error) {
 			err := f.err
 			f.mu.Unlock()
 			return nil, err
-		case r.pos >= f.written && f.done: // committed, and pos is at the end
+		case r.pos >= f.written && (f.done || f.ended): // pos is at the end
 			size := f.written
 			f.mu.Unlock()
 			if r.toEnd {
