@@ -508,7 +508,7 @@ func (p *Peer) schedule(sw *swarm) {
 	// plus EdgeMargin.
 	est := p.edgeEWMA
 	if est == 0 {
-		est = 200 * time.Millisecond // until measured
+		est = 300 * time.Millisecond // until measured
 	}
 	var jobs []edgeJob
 	for _, f := range sw.fetches {
@@ -709,13 +709,13 @@ func (p *Peer) runEdge(j edgeJob) {
 	case f.ctx.Err() != nil:
 		// The fetch ended meanwhile.
 	case errors.As(err, &refused):
-		until := time.Now().Add(refused.RetryAfter)
+		// A refused seed stops seeding for a while (the chunk stays free
+		// for peers and for the urgent path); a refused urgent fetch is
+		// retried shortly.
 		if j.seed {
-			f.sw.seedBlocked = until
+			f.sw.seedBlocked = time.Now().Add(refused.RetryAfter)
 		}
-		if !j.urgent {
-			f.retryAt[j.c] = until
-		} else {
+		if j.urgent {
 			f.retryAt[j.c] = time.Now().Add(200 * time.Millisecond)
 		}
 	case errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && he.Status != http.StatusRequestTimeout:

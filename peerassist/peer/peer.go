@@ -109,8 +109,8 @@ type Options struct {
 	// and asks elsewhere. Default 3s.
 	StallTimeout time.Duration
 	// EdgeMargin is the least time before a chunk's deadline at which the
-	// peer switches to the edge (it adds twice the measured edge fetch
-	// time). Default 500ms.
+	// peer switches to the edge; it adds the time the edge needs for the
+	// missing chunks due until then, as measured. Default 1s.
 	EdgeMargin time.Duration
 	// MaxEdgeFetches bounds concurrent edge range requests. Default 4.
 	MaxEdgeFetches int
@@ -199,7 +199,7 @@ func (o *Options) setDefaults() error {
 	setDur(&o.SeedInterval, 250*time.Millisecond)
 	setDur(&o.JoinGrace, 2*time.Second)
 	setDur(&o.StallTimeout, 3*time.Second)
-	setDur(&o.EdgeMargin, 500*time.Millisecond)
+	setDur(&o.EdgeMargin, time.Second)
 	setDur(&o.DefaultDeadline, 30*time.Second)
 	setDur(&o.OfferTimeout, 15*time.Second)
 	setDur(&o.AnnounceRetry, 3*time.Second)
