@@ -18,10 +18,11 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// DataChannelLabel is the label of the one DataChannel peers open per
-// PeerConnection; channels with other labels (a WebTorrent peer's) are
-// closed.
-const DataChannelLabel = "edgebox-data"
+// DataChannelLabel is the label of the one DataChannel an offerer opens
+// per PeerConnection (the browser client's too). An answerer takes the
+// first channel whatever its label: a peer speaking another protocol (a
+// WebTorrent peer) fails the HELLO check and is disconnected.
+const DataChannelLabel = "peerassist"
 
 // rtcEngine makes the PeerConnections of one peer. All of them share one
 // UDP socket (an ICE UDP mux) bound to the peer's address, one DTLS

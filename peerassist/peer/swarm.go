@@ -462,9 +462,12 @@ func (p *Peer) answer(sw *swarm, from, offerID signal.ID, offer webrtc.SessionDe
 		pc *webrtc.PeerConnection
 	}
 	pcRef.Lock()
+	var first sync.Once
 	pc, sd, err := p.rtc.answer(ctx, offer, func(dc *webrtc.DataChannel) {
-		if dc.Label() != DataChannelLabel {
-			_ = dc.Close() // a WebTorrent peer's channel: not our protocol
+		taken := false
+		first.Do(func() { taken = true })
+		if !taken {
+			_ = dc.Close() // one channel per connection
 			return
 		}
 		dc.OnOpen(func() {
