@@ -13,6 +13,7 @@ import (
 
 	"github.com/peerassist/edgebox/origin/demo"
 	"github.com/peerassist/edgebox/peerassist/coordinator"
+	"github.com/peerassist/edgebox/peerassist/peer/peertest"
 	"github.com/peerassist/edgebox/peerassist/signal"
 	"github.com/peerassist/edgebox/peerassist/wire"
 )
@@ -79,8 +80,8 @@ func TestOptionsErrors(t *testing.T) {
 
 func TestFetchAloneFromEdge(t *testing.T) {
 	leakCheck(t)
-	e := newRealEdge(t, 64<<10, nil)
-	p := newTestPeer(t, e.url, "127.0.1.1", nil)
+	e := peertest.Start(t, 64<<10, nil)
+	p := newTestPeer(t, e.URL, "127.0.1.1", nil)
 	const size = 1<<20 + 12345
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -100,7 +101,7 @@ func TestFetchAloneFromEdge(t *testing.T) {
 		t.Fatal("no session from the coordinator")
 	}
 	// The edge attributed what it served to the peer's session.
-	if si, ok := e.coord.Session(s.Session); !ok || si.EdgeServedBytes != size {
+	if si, ok := e.Coord.Session(s.Session); !ok || si.EdgeServedBytes != size {
 		t.Errorf("edge attributed %d bytes to the session (found %v), want %d", si.EdgeServedBytes, ok, size)
 	}
 	// A second fetch is served from the store.
@@ -122,16 +123,16 @@ func TestFetchAloneFromEdge(t *testing.T) {
 
 func TestSecondPeerFetchesFromFirst(t *testing.T) {
 	leakCheck(t)
-	e := newRealEdge(t, 64<<10, nil)
+	e := peertest.Start(t, 64<<10, nil)
 	size := testSize(4 << 20)
 	path := fmt.Sprintf("/bytes/%d", size)
-	a := newTestPeer(t, e.url, "127.0.1.1", nil)
+	a := newTestPeer(t, e.URL, "127.0.1.1", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := a.Fetch(ctx, path, FetchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	b := newTestPeer(t, e.url, "127.0.1.2", nil)
+	b := newTestPeer(t, e.URL, "127.0.1.2", nil)
 	got, err := b.Fetch(ctx, path, FetchOptions{Deadline: time.Now().Add(30 * time.Second)})
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +157,7 @@ func TestSecondPeerFetchesFromFirst(t *testing.T) {
 // edge (as the edge itself counted).
 func TestSwarmTwoISPs(t *testing.T) {
 	leakCheck(t)
-	e := newRealEdge(t, 64<<10, nil)
+	e := peertest.Start(t, 64<<10, nil)
 	size := testSize(4 << 20)
 	path := fmt.Sprintf("/bytes/%d", size)
 	type member struct {
@@ -168,10 +169,10 @@ func TestSwarmTwoISPs(t *testing.T) {
 	for i, isp := range []string{"isp-a", "isp-b"} {
 		for h := range 5 {
 			addr := fmt.Sprintf("127.0.%d.%d", 10+i, 1+h)
-			peers = append(peers, member{newTestPeer(t, e.url, addr, nil), isp, addr})
+			peers = append(peers, member{newTestPeer(t, e.URL, addr, nil), isp, addr})
 		}
 	}
-	peers = append(peers, member{newTestPeer(t, e.url, "127.0.20.1", nil), "isp-c", "127.0.20.1"})
+	peers = append(peers, member{newTestPeer(t, e.URL, "127.0.20.1", nil), "isp-c", "127.0.20.1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -216,7 +217,7 @@ func TestSwarmTwoISPs(t *testing.T) {
 		t.Errorf("the peer alone in region r2 got %d bytes from peers, %d from the edge; want 0, %d",
 			s.FromPeersBytes, s.FromEdgeBytes, size)
 	}
-	byISP := e.edgeBytesByISP()
+	byISP := e.EdgeBytesByISP()
 	for _, isp := range []string{"isp-a", "isp-b"} {
 		copies := float64(byISP[isp]) / float64(size)
 		t.Logf("%s: the edge served %.2f copies to 5 peers", isp, copies)
@@ -232,10 +233,10 @@ func TestSwarmTwoISPs(t *testing.T) {
 // are correct.
 func TestPoisoningPeer(t *testing.T) {
 	leakCheck(t)
-	e := newRealEdge(t, 64<<10, nil)
+	e := peertest.Start(t, 64<<10, nil)
 	size := testSize(2 << 20)
 	path := fmt.Sprintf("/bytes/%d", size)
-	evil := newTestPeer(t, e.url, "127.0.2.66", func(o *Options) {
+	evil := newTestPeer(t, e.URL, "127.0.2.66", func(o *Options) {
 		o.Corrupt = func(wire.ObjectID, uint32) bool { return true }
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -245,7 +246,7 @@ func TestPoisoningPeer(t *testing.T) {
 	}
 	var victims []*Peer
 	for h := range 3 {
-		victims = append(victims, newTestPeer(t, e.url, fmt.Sprintf("127.0.2.%d", h+1), nil))
+		victims = append(victims, newTestPeer(t, e.URL, fmt.Sprintf("127.0.2.%d", h+1), nil))
 	}
 	var wg sync.WaitGroup
 	for _, v := range victims {
@@ -293,12 +294,12 @@ func TestPoisoningPeer(t *testing.T) {
 			reporters++
 		}
 	}
-	if reporters >= e.cfg.PeerAssist.BadChunkReporters {
+	if reporters >= e.Cfg.PeerAssist.BadChunkReporters {
 		h := SwarmID(path)
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			inSwarm := -1
-			for _, sw := range e.coord.Swarms() {
+			for _, sw := range e.Coord.Swarms() {
 				if sw.InfoHash == h {
 					inSwarm = sw.Peers
 				}
@@ -312,7 +313,7 @@ func TestPoisoningPeer(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	} else {
-		t.Logf("%d reporters, the coordinator needs %d to drop a peer", reporters, e.cfg.PeerAssist.BadChunkReporters)
+		t.Logf("%d reporters, the coordinator needs %d to drop a peer", reporters, e.Cfg.PeerAssist.BadChunkReporters)
 	}
 }
 
@@ -320,12 +321,12 @@ func TestPoisoningPeer(t *testing.T) {
 // without a word; the others finish within their deadline.
 func TestKilledPeerDeadlines(t *testing.T) {
 	leakCheck(t)
-	e := newRealEdge(t, 64<<10, nil)
+	e := peertest.Start(t, 64<<10, nil)
 	size := testSize(4 << 20)
 	path := fmt.Sprintf("/bytes/%d", size)
 	// The seed uploads at 2 MiB/s so the others are mid-transfer when it
 	// dies.
-	seed := newTestPeer(t, e.url, "127.0.3.1", func(o *Options) { o.UploadBudgetBps = 16 << 20 })
+	seed := newTestPeer(t, e.URL, "127.0.3.1", func(o *Options) { o.UploadBudgetBps = 16 << 20 })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := seed.Fetch(ctx, path, FetchOptions{}); err != nil {
@@ -333,7 +334,7 @@ func TestKilledPeerDeadlines(t *testing.T) {
 	}
 	var others []*Peer
 	for h := range 2 {
-		others = append(others, newTestPeer(t, e.url, fmt.Sprintf("127.0.3.%d", h+2), nil))
+		others = append(others, newTestPeer(t, e.URL, fmt.Sprintf("127.0.3.%d", h+2), nil))
 	}
 	deadline := time.Now().Add(8 * time.Second)
 	var wg sync.WaitGroup
@@ -374,8 +375,8 @@ func TestKilledPeerDeadlines(t *testing.T) {
 // with urgent fetches.
 func TestPolicyAndRefusal(t *testing.T) {
 	leakCheck(t)
-	e := newRealEdge(t, 64<<10, nil)
-	p := newTestPeer(t, e.url, "127.0.4.1", func(o *Options) { o.UploadBudgetBps = 0 })
+	e := peertest.Start(t, 64<<10, nil)
+	p := newTestPeer(t, e.URL, "127.0.4.1", func(o *Options) { o.UploadBudgetBps = 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.Join("/bytes/1000"); err != nil {
@@ -386,13 +387,13 @@ func TestPolicyAndRefusal(t *testing.T) {
 	if sid == "" {
 		t.Fatal("no session")
 	}
-	if err := e.coord.PushPolicy(sid, signal.Policy{UploadBudgetBps: 123_000, EdgeAllowanceBps: -1}); err != nil {
+	if err := e.Coord.PushPolicy(sid, signal.Policy{UploadBudgetBps: 123_000, EdgeAllowanceBps: -1}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, func() bool { return p.Stats().UploadBudgetBps == 123_000 }, "budget from x_policy")
 
 	// Refuse every non-urgent request of the session.
-	e.coord.SetAdmission(func(_ coordinator.SessionInfo, urgent bool) (bool, time.Duration, string) {
+	e.Coord.SetAdmission(func(_ coordinator.SessionInfo, urgent bool) (bool, time.Duration, string) {
 		return urgent, time.Second, "test: urgent only"
 	})
 	const size = 512 << 10

@@ -190,9 +190,10 @@ func (c *rtcChannel) Close() error {
 	return err
 }
 
-// slogFactory sends pion's logs to slog, one level lower than pion's own:
-// pion reports ordinary network churn (a peer gone, a failed candidate
-// pair) as warnings and errors, which are not ours to alarm on.
+// slogFactory sends pion's logs to slog, warnings at debug level and errors
+// at info: pion reports ordinary network churn (a peer gone, a candidate
+// pair that failed, a connection closed while connecting) that way, which
+// is not ours to alarm on; what matters to the peer is logged by the peer.
 type slogFactory struct{ l *slog.Logger }
 
 func (f slogFactory) NewLogger(scope string) logging.LeveledLogger {
@@ -213,7 +214,7 @@ func (s slogLeveled) Debug(msg string)                  { s.l.Debug(msg) }
 func (s slogLeveled) Debugf(format string, args ...any) { s.log(slog.LevelDebug, format, args) }
 func (s slogLeveled) Info(msg string)                   { s.l.Debug(msg) }
 func (s slogLeveled) Infof(format string, args ...any)  { s.log(slog.LevelDebug, format, args) }
-func (s slogLeveled) Warn(msg string)                   { s.l.Info(msg) }
-func (s slogLeveled) Warnf(format string, args ...any)  { s.log(slog.LevelInfo, format, args) }
-func (s slogLeveled) Error(msg string)                  { s.l.Warn(msg) }
-func (s slogLeveled) Errorf(format string, args ...any) { s.log(slog.LevelWarn, format, args) }
+func (s slogLeveled) Warn(msg string)                   { s.l.Debug(msg) }
+func (s slogLeveled) Warnf(format string, args ...any)  { s.log(slog.LevelDebug, format, args) }
+func (s slogLeveled) Error(msg string)                  { s.l.Info(msg) }
+func (s slogLeveled) Errorf(format string, args ...any) { s.log(slog.LevelInfo, format, args) }

@@ -1,11 +1,12 @@
-package peer
-
-// The real edge in-process: demo origin, chunk store, origin pool, region
-// table, coordinator and edge HTTP server on loopback, wired as
-// edge/cmd/edge wires them. Integration tests run the Go peers against it.
+// Package peertest runs the real edge in-process for tests of peers and
+// swarms: demo origin, chunk store, origin pool, region table, coordinator
+// and edge HTTP server on loopback, wired as edge/cmd/edge wires them. It is
+// for tests only (it imports the whole edge).
+package peertest
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -19,17 +20,18 @@ import (
 	"github.com/peerassist/edgebox/region"
 )
 
-type realEdge struct {
-	url   string
-	coord *coordinator.Coordinator
-	loc   *region.Locator
-	cfg   *config.Config
+// Edge is a running edge. Its fields are read-only.
+type Edge struct {
+	URL   string
+	Coord *coordinator.Coordinator
+	Loc   *region.Locator
+	Cfg   *config.Config
 }
 
-// testRegions: region r1 with ISPs isp-a (127.0.10.0/24) and isp-b
-// (127.0.11.0/24); region r2 (127.0.20.0/24); the rest of 127/8 is ISP lo
-// of r1.
-func testRegions() config.Region {
+// Regions is the test region table: region r1 with ISPs isp-a
+// (127.0.10.0/24) and isp-b (127.0.11.0/24); region r2 with isp-c
+// (127.0.20.0/24); the rest of 127/8 is ISP lo of r1.
+func Regions() config.Region {
 	r := config.DefaultRegion()
 	r.Regions = []config.RegionDef{
 		{Name: "r1", ISPs: []config.ISPDef{
@@ -44,12 +46,12 @@ func testRegions() config.Region {
 	return r
 }
 
-// newRealEdge starts the edge with the demo origin as site "demo", chunks
-// of chunkBytes, and testRegions; mod may change the config before it
-// starts. Everything stops at the end of the test.
-func newRealEdge(t testing.TB, chunkBytes int, mod func(*config.Config)) *realEdge {
+// Start starts the edge with the demo origin as site "demo", chunks of
+// chunkBytes, and Regions; mod may change the config before it starts.
+// Everything stops at the end of the test. Logs go nowhere.
+func Start(t testing.TB, chunkBytes int, mod func(*config.Config)) *Edge {
 	t.Helper()
-	log := quietLogger
+	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	cleanup := func(f func()) { t.Cleanup(f) }
 	// Cleanups run last-registered first: register in start order.
@@ -66,7 +68,7 @@ func newRealEdge(t testing.TB, chunkBytes int, mod func(*config.Config)) *realEd
 	c.AdminListen = ""
 	c.Cache.ChunkBytes = config.ByteSize(chunkBytes)
 	c.Sites = []config.Site{config.NewSite("demo", ds.URL())}
-	c.Region = testRegions()
+	c.Region = Regions()
 	if mod != nil {
 		mod(&c)
 	}
@@ -119,14 +121,14 @@ func newRealEdge(t testing.TB, chunkBytes int, mod func(*config.Config)) *realEd
 		_ = srv.Shutdown(ctx)
 		<-done
 	})
-	return &realEdge{url: "http://" + ln.Addr().String(), coord: coord, loc: loc, cfg: &c}
+	return &Edge{URL: "http://" + ln.Addr().String(), Coord: coord, Loc: loc, Cfg: &c}
 }
 
-// edgeBytesByISP sums what the edge served (its own SessionGate
+// EdgeBytesByISP sums what the edge served (its own SessionGate
 // attribution) to the sessions of each ISP.
-func (e *realEdge) edgeBytesByISP() map[string]int64 {
+func (e *Edge) EdgeBytesByISP() map[string]int64 {
 	out := map[string]int64{}
-	for _, s := range e.coord.Sessions() {
+	for _, s := range e.Coord.Sessions() {
 		out[s.Locality.ISP] += s.EdgeServedBytes
 	}
 	return out
