@@ -27,18 +27,34 @@ func BenchmarkLookupHit(b *testing.B) {
 	}
 }
 
-// BenchmarkReadChunkMemory serves a 1 KiB object from memory the way the
-// HTTP layer does: Lookup, NewReader, NextChunk to EOF, Close.
+// BenchmarkReadChunkMemory serves an object from memory the two ways the
+// HTTP layer does: Lookup then ReadChunk (a range within one chunk), and
+// Lookup, NewReader, NextChunk to EOF, Close (any range).
 func BenchmarkReadChunkMemory(b *testing.B) {
+	ctx := context.Background()
+	b.Run("ReadChunk/size=1024", func(b *testing.B) {
+		s := openStore(b, Options{})
+		defer s.Close()
+		fillObject(b, s, "k", content("k", 1024), true, 1024)
+		b.ReportAllocs()
+		b.SetBytes(1024)
+		for b.Loop() {
+			info, err := s.Lookup("k")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.ReadChunk(ctx, info.ID, info.Version, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, size := range []int64{1 << 10, 64 << 10, 1 << 20} {
-		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+		b.Run(fmt.Sprintf("Reader/size=%d", size), func(b *testing.B) {
 			s := openStore(b, Options{})
 			defer s.Close()
 			fillObject(b, s, "k", content("k", size), true, 32<<10)
-			ctx := context.Background()
 			b.ReportAllocs()
 			b.SetBytes(size)
-			b.ResetTimer()
 			for b.Loop() {
 				info, err := s.Lookup("k")
 				if err != nil {

@@ -189,7 +189,7 @@ func (f *Fill) finishChunk() error {
 	var c cleanup
 	s.mu.Lock()
 	s.addChunkLocked(f.v, index, buf, &c)
-	if f.onDisk && !f.v.dead {
+	if f.onDisk && !f.v.dead.Load() {
 		s.diskBytes += int64(len(buf))
 		f.v.diskBytes += int64(len(buf))
 		s.evictDiskLocked(&c)
@@ -241,7 +241,7 @@ func (f *Fill) leaveDisk(cause error) error {
 	v.fileMu.Unlock()
 	s.mu.Lock()
 	v.memOnly = true
-	if !v.dead {
+	if !v.dead.Load() {
 		s.diskBytes -= v.diskBytes
 		v.diskBytes = 0
 	}
@@ -299,7 +299,7 @@ func (f *Fill) Commit() error {
 	var c cleanup
 	s.mu.Lock()
 	v.fill = nil
-	if v.dead {
+	if v.dead.Load() {
 		// Purged while committing: the metadata may have just been written.
 		if f.onDisk {
 			c.withdraw = append(c.withdraw, v)
@@ -371,7 +371,7 @@ func (f *Fill) writeMeta(size int64) (int64, error) {
 	v.fileMu.Lock()
 	defer v.fileMu.Unlock()
 	s.mu.Lock()
-	dead := v.dead
+	dead := v.dead.Load()
 	m := &meta{id: v.id, version: v.version, size: size, chunkBytes: v.chunkBytes, storedAt: v.storedAt,
 		key: v.key, http: v.http, sums: f.sums}
 	s.mu.Unlock()

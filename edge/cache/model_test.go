@@ -147,7 +147,7 @@ func checkInvariants(t *testing.T, s *Store, step int) {
 		buf, _ := s.mem.Peek(k)
 		memBytes += int64(len(buf))
 		v := s.versions[verKey{k.id, k.version}]
-		if v == nil || v.dead {
+		if v == nil || v.dead.Load() {
 			t.Errorf("step %d: memory holds chunk %v of a version that is gone", step, k)
 		}
 	}

@@ -40,7 +40,7 @@ func (s *Store) NewReader(ctx context.Context, id, version uint64, off, n int64)
 		return nil, ErrClosed
 	}
 	v := s.versions[verKey{id, version}]
-	if v == nil || v.dead {
+	if v == nil || v.dead.Load() {
 		s.mu.Unlock()
 		return nil, ErrNotFound
 	}
@@ -53,7 +53,7 @@ func (s *Store) NewReader(ctx context.Context, id, version uint64, off, n int64)
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%w: bytes %d+%d of a %d-byte object", ErrRange, off, n, size)
 	}
-	v.refs++
+	v.refs.Add(1)
 	s.touchLocked(v)
 	f := v.fill
 	s.mu.Unlock()
@@ -204,7 +204,7 @@ func (s *Store) readDisk(v *version, file **os.File, index, n int, sum [32]byte)
 	}
 	var c cleanup
 	s.mu.Lock()
-	if !v.released && !v.dead {
+	if !v.released && !v.dead.Load() {
 		s.addChunkLocked(v, index, buf, &c)
 	}
 	s.mu.Unlock()
@@ -257,7 +257,7 @@ func (s *Store) ReadChunk(ctx context.Context, id, version uint64, index int) ([
 		return nil, ErrClosed
 	}
 	v := s.versions[verKey{id, version}]
-	if v == nil || v.dead || !v.complete {
+	if v == nil || v.dead.Load() || !v.complete {
 		s.mu.Unlock()
 		return nil, ErrNotFound
 	}
@@ -272,7 +272,7 @@ func (s *Store) ReadChunk(ctx context.Context, id, version uint64, index int) ([
 		s.mu.Unlock()
 		return buf[:len(buf):len(buf)], nil
 	}
-	v.refs++
+	v.refs.Add(1)
 	sum := v.sums[index]
 	s.mu.Unlock()
 	var file *os.File

@@ -82,11 +82,16 @@ type version struct {
 	http     []byte     // replaced whole, never modified in place
 	complete bool       // committed and published
 	fill     *Fill      // non-nil until the fill commits or fails
-	refs     int        // open readers and ReadChunk calls in progress
-	dead     bool       // out of the index: purged, replaced, evicted, corrupt or failed
-	released bool       // memory chunks removed, files deleted (or being deleted)
-	memOnly  bool       // not on disk (no disk tier, or it failed during the fill)
-	nChunks  int        // chunks ever added to the memory tier: bound for removal
+	// refs counts open readers and ReadChunk calls in progress. It grows
+	// under Store.mu but drops without it, so that closing a reader of a
+	// live version takes no lock. dead (out of the index: purged, replaced,
+	// evicted, corrupt or failed) is set under Store.mu and read by Close:
+	// whichever of the two sees the other's change frees the version.
+	refs     atomic.Int32
+	dead     atomic.Bool
+	released bool // memory chunks removed, files deleted (or being deleted)
+	memOnly  bool // not on disk (no disk tier, or it failed during the fill)
+	nChunks  int  // chunks ever added to the memory tier: bound for removal
 
 	diskElem  *list.Element // in Store.diskLRU while complete and live
 	diskBytes int64         // counted in Store.diskBytes while live
@@ -343,7 +348,7 @@ func (s *Store) UpdateHTTP(id, version uint64, httpMeta []byte) error {
 	httpMeta = bytes.Clone(httpMeta)
 	s.mu.Lock()
 	v := s.versions[verKey{id, version}]
-	if v == nil || !v.complete || v.dead {
+	if v == nil || !v.complete || v.dead.Load() {
 		s.mu.Unlock()
 		return fmt.Errorf("cache: updating %016x-%016x: %w", id, version, ErrNotFound)
 	}
@@ -357,7 +362,7 @@ func (s *Store) UpdateHTTP(id, version uint64, httpMeta []byte) error {
 	v.fileMu.Lock()
 	defer v.fileMu.Unlock()
 	s.mu.Lock()
-	if v.dead || v.filesGone {
+	if v.dead.Load() || v.filesGone {
 		s.mu.Unlock()
 		return fmt.Errorf("cache: updating %016x-%016x: %w", id, version, ErrNotFound)
 	}
@@ -370,7 +375,7 @@ func (s *Store) UpdateHTTP(id, version uint64, httpMeta []byte) error {
 	}
 	s.mu.Lock()
 	v.http = httpMeta
-	if !v.dead {
+	if !v.dead.Load() {
 		// Only the metadata size changed; data bytes are diskBytes minus the old metadata.
 		old := v.diskBytes - v.size
 		s.diskBytes += metaBytes - old
@@ -394,8 +399,9 @@ func (s *Store) Purge(key string) bool {
 	return found
 }
 
-// PurgePrefix purges every key that starts with prefix and returns how many
-// keys it removed. It scans every key (an admin operation, not a hot path).
+// PurgePrefix purges every key that starts with prefix (the empty prefix:
+// every key) and returns how many keys it removed. It scans every key under
+// the store's lock (an admin operation, not a hot path).
 func (s *Store) PurgePrefix(prefix string) int {
 	var c cleanup
 	c.durable = true
@@ -476,10 +482,10 @@ func (s *Store) runCleanup(c *cleanup) {
 // corruption, failed fill). Its files are withdrawn at once and deleted,
 // with its memory chunks, when the last reader closes and its fill ends.
 func (s *Store) dropLocked(v *version, c *cleanup) {
-	if v.dead {
+	if v.dead.Load() {
 		return
 	}
-	v.dead = true
+	v.dead.Store(true)
 	if o := s.objects[v.key]; o != nil {
 		if o.current == v {
 			o.current = nil
@@ -509,7 +515,7 @@ func (s *Store) dropLocked(v *version, c *cleanup) {
 
 // maybeReleaseLocked frees a dropped version once nobody can read it.
 func (s *Store) maybeReleaseLocked(v *version, c *cleanup) {
-	if !v.dead || v.released || v.refs > 0 || v.fill != nil {
+	if !v.dead.Load() || v.released || v.refs.Load() > 0 || v.fill != nil {
 		return
 	}
 	v.released = true
@@ -553,7 +559,7 @@ func (s *Store) evictMemLocked(c *cleanup) {
 			return
 		}
 		if v := s.versions[verKey{k.id, k.version}]; v != nil && v.memOnly {
-			if v.refs > 0 || v.fill != nil {
+			if v.refs.Load() > 0 || v.fill != nil {
 				s.mem.Get(k) // to the front: look further
 				skipped++
 				continue
@@ -594,8 +600,10 @@ func (s *Store) touchLocked(v *version) {
 
 // releaseRef ends one reference to v taken under s.mu.
 func (s *Store) releaseRef(v *version) {
+	if v.refs.Add(-1) > 0 || !v.dead.Load() {
+		return // still read, or live: nothing to free
+	}
 	s.mu.Lock()
-	v.refs--
 	var c cleanup
 	s.maybeReleaseLocked(v, &c)
 	s.mu.Unlock()
