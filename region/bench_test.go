@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/peerassist/edgebox/config"
 )
@@ -154,7 +157,7 @@ func fullLocator(b *testing.B) (*Locator, []netip.Addr) {
 var asnHitRatio float64
 
 // BenchmarkLocate: one lookup in the full-size table (goal < 100 ns,
-// 0 allocs). Compare with BenchmarkBartLookup, the bare prefix table.
+// 0 allocs). BenchmarkLocateVsBart compares it with the bare prefix table.
 func BenchmarkLocate(b *testing.B) {
 	l, addrs := fullLocator(b)
 	b.ReportAllocs()
@@ -180,20 +183,6 @@ func BenchmarkLocateParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkBartLookup is the reference: the bart lookup alone on the same
-// table and addresses.
-func BenchmarkBartLookup(b *testing.B) {
-	l, addrs := fullLocator(b)
-	t := l.table.Load()
-	b.ReportAllocs()
-	b.ResetTimer()
-	i := 0
-	for b.Loop() {
-		t.prefixes.Lookup(addrs[i&(len(addrs)-1)])
-		i++
-	}
-}
-
 // BenchmarkLoadFullTable: building the full-size table from its TSV (goal
 // < 2 s and < 200 MB). Reports the heap the finished table retains and
 // the process's peak RSS during the load (run with -benchtime=1x for a
@@ -210,8 +199,11 @@ func BenchmarkLoadFullTable(b *testing.B) {
 	rssBefore := readRSS("VmRSS")
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
+	loads := 0
 	var l *Locator
 	for b.Loop() {
+		loads++
 		if l != nil {
 			l.Close()
 		}
@@ -222,10 +214,12 @@ func BenchmarkLoadFullTable(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	cpu := processCPU() - cpu0
 	peak := readRSS("VmHWM")
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	v4, v6 := l.TableSize()
+	b.ReportMetric(cpu.Seconds()/float64(loads), "cpu-s/op")
 	b.ReportMetric(float64(lines), "ranges")
 	b.ReportMetric(float64(v4+v6), "prefixes")
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "table-heap-MB")
@@ -253,4 +247,75 @@ func readRSS(field string) int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkLocateVsBart interleaves batches of Locate and of the bare bart
+// lookup on the same addresses, so that a noisy machine slows both alike:
+// locate/bart is the cost Locate adds on top of the prefix table. Besides
+// wall time it reports the thread's CPU time per lookup (cpu-ns), which
+// excludes the time the thread waited for a CPU on a shared machine.
+func BenchmarkLocateVsBart(b *testing.B) {
+	l, addrs := fullLocator(b)
+	t := l.table.Load()
+	runtime.LockOSThread() // thread CPU clocks need one thread
+	defer runtime.UnlockOSThread()
+	const batch = 4096
+	var locateWall, bartWall, locateCPU, bartCPU time.Duration
+	var sink int
+	n := 0
+	measure := func(fn func(netip.Addr) bool, wall, cpu *time.Duration) {
+		c0, w0 := threadCPU(), time.Now()
+		for i := 0; i < batch; i++ {
+			if fn(addrs[(n+i)&(len(addrs)-1)]) {
+				sink++
+			}
+		}
+		*wall += time.Since(w0)
+		*cpu += threadCPU() - c0
+	}
+	locate := func(a netip.Addr) bool { return l.Locate(a).Known }
+	bare := func(a netip.Addr) bool { v, ok := t.prefixes.Lookup(a); return ok && v.asn != 0 }
+	b.ReportAllocs()
+	b.ResetTimer()
+	round := 0
+	for b.Loop() {
+		// The second pass over a batch finds its trie nodes in cache:
+		// alternate which one goes first.
+		if round%2 == 0 {
+			measure(locate, &locateWall, &locateCPU)
+			measure(bare, &bartWall, &bartCPU)
+		} else {
+			measure(bare, &bartWall, &bartCPU)
+			measure(locate, &locateWall, &locateCPU)
+		}
+		round++
+		n += batch
+	}
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(n) }
+	b.ReportMetric(per(locateWall), "locate-ns")
+	b.ReportMetric(per(locateCPU), "locate-cpu-ns")
+	b.ReportMetric(per(bartWall), "bart-ns")
+	b.ReportMetric(per(bartCPU), "bart-cpu-ns")
+	b.ReportMetric(float64(locateCPU)/float64(bartCPU), "locate/bart-cpu")
+	if sink < 0 {
+		b.Log(sink)
+	}
+}
+
+// threadCPU is the CPU time of the calling OS thread.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// processCPU is the user+system CPU time of the process, GC included.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -14,32 +14,37 @@ import (
 	"github.com/peerassist/edgebox/config"
 )
 
-// maxOwners bounds the distinct (region, ISP, ASN, source) combinations: a
-// table value packs the owner index above the 8 bits of prefix length.
-const maxOwners = 1 << 24
-
-// owner is what a table prefix maps to. Many prefixes share one owner.
-type owner struct {
-	region, isp, source string
-	asn                 uint32
-	// layer is the precedence of the source: 0..len(Sources)-1 for the
-	// databases in order, len(Sources) for config prefixes.
-	layer                    int
+// entry is what the table maps a prefix to. It holds everything Locate
+// returns so that a lookup touches no memory beyond the prefix table's own
+// (a separate owner record per lookup costs a cache miss on big tables).
+type entry struct {
+	isp    string // ISP name ("" unknown)
+	asn    uint32
+	region uint16 // index into table.regions; 0 is "no region"
+	// layer is the precedence of the source and indexes table.sources:
+	// 0..len(Sources)-1 for the databases in order, len(Sources) for
+	// config prefixes.
+	layer                    uint8
+	bits                     uint8 // prefix length: Lookup does not return the prefix
 	subnetBits4, subnetBits6 uint8
 }
+
+// Limits that keep entry small.
+const (
+	maxSources = 64        // region.sources
+	maxRegions = 1<<16 - 1 // region.regions
+)
 
 // table is one immutable snapshot of everything a lookup needs. It is built
 // completely, then published with an atomic pointer swap, so a lookup sees
 // either the old or the new table, never a mix. Safe for concurrent reads.
 type table struct {
-	// prefixes maps each prefix to owner index << 8 | prefix bits (bart
-	// does not return the matched prefix, and the bits are enough to
-	// rebuild it from the address).
-	prefixes bart.Table[uint32]
-	owners   []owner
+	prefixes bart.Table[entry]
+	regions  []string // regions[0] == ""
+	sources  []string // label of each layer: database paths, then "config"
 
 	name                     string // region this box serves, "" all
-	subnetBits4, subnetBits6 uint8  // defaults for addresses without an owner
+	subnetBits4, subnetBits6 uint8  // defaults for addresses in no prefix
 	trusted                  bart.Lite
 	clientIPHeader           string // canonical: config.HeaderXForwardedFor or config.HeaderForwarded
 
@@ -90,9 +95,9 @@ type asnAssignments struct {
 
 // builder assembles a table. Not safe for concurrent use.
 type builder struct {
-	t        *table
-	ownerIdx map[owner]uint32
-	scratch  []netip.Prefix
+	t         *table
+	regionIdx map[string]uint16
+	scratch   []netip.Prefix
 }
 
 // build reads every source of cfg and returns the finished table, or every
@@ -124,7 +129,22 @@ func build(cfg config.Region, baseDir string) (*table, error) {
 		t.trusted.Insert(netip.MustParsePrefix(s)) // validated above
 	}
 
-	b := &builder{t: t, ownerIdx: map[owner]uint32{}}
+	if len(cfg.Sources) > maxSources {
+		return nil, fmt.Errorf("region.sources: %d sources, at most %d are supported", len(cfg.Sources), maxSources)
+	}
+	if len(cfg.Regions) > maxRegions {
+		return nil, fmt.Errorf("region.regions: %d regions, at most %d are supported", len(cfg.Regions), maxRegions)
+	}
+	b := &builder{t: t, regionIdx: map[string]uint16{}}
+	t.regions = append(t.regions, "")
+	for _, rd := range cfg.Regions {
+		b.regionIdx[rd.Name] = uint16(len(t.regions))
+		t.regions = append(t.regions, rd.Name)
+	}
+	for _, src := range cfg.Sources {
+		t.sources = append(t.sources, src.Path)
+	}
+	t.sources = append(t.sources, "config")
 	var errs []error
 	for i, src := range cfg.Sources {
 		f := sourceFile{label: src.Path, path: src.ResolvedPath(baseDir), format: src.ResolvedFormat()}
@@ -148,31 +168,16 @@ func build(cfg config.Region, baseDir string) (*table, error) {
 	return t, nil
 }
 
-// ownerOf interns o and returns its index.
-func (b *builder) ownerOf(o owner) (uint32, error) {
-	if i, ok := b.ownerIdx[o]; ok {
-		return i, nil
-	}
-	if len(b.t.owners) >= maxOwners {
-		return 0, fmt.Errorf("more than %d distinct region/ISP/ASN combinations", maxOwners)
-	}
-	i := uint32(len(b.t.owners))
-	b.t.owners = append(b.t.owners, o)
-	b.ownerIdx[o] = i
-	return i, nil
-}
-
-// insert adds pfx for owner idx at the given layer. Entries of earlier
-// layers inside pfx are removed first: a later layer answers for every
-// address it covers, even where an earlier layer was more specific.
-// Within one layer the most specific prefix wins, and an equal prefix
-// replaces the earlier one.
-func (b *builder) insert(pfx netip.Prefix, idx uint32, layer int) {
+// insert adds pfx with e. Entries of earlier layers inside pfx are removed
+// first: a later layer answers for every address it covers, even where an
+// earlier layer was more specific. Within one layer the most specific
+// prefix wins, and an equal prefix replaces the earlier one.
+func (b *builder) insert(pfx netip.Prefix, e entry) {
 	tbl := &b.t.prefixes
-	if layer > 0 {
+	if e.layer > 0 {
 		del := b.scratch[:0]
 		for q, v := range tbl.Subnets(pfx) {
-			if b.t.owners[v>>8].layer < layer {
+			if v.layer < e.layer {
 				del = append(del, q)
 			}
 		}
@@ -181,7 +186,8 @@ func (b *builder) insert(pfx netip.Prefix, idx uint32, layer int) {
 		}
 		b.scratch = del[:0]
 	}
-	tbl.Insert(pfx, idx<<8|uint32(pfx.Bits()))
+	e.bits = uint8(pfx.Bits())
+	tbl.Insert(pfx, e)
 }
 
 // addSource reads one database file into the table at layer i.
@@ -190,66 +196,34 @@ func (b *builder) addSource(i int, f sourceFile) error {
 	if err != nil {
 		return fmt.Errorf("reading %s database: %w", f.format, err)
 	}
-	base := owner{source: f.label, layer: i, subnetBits4: b.t.subnetBits4, subnetBits6: b.t.subnetBits6}
-	// Owners by ASN: hashing a uint32 is much cheaper than hashing the
-	// owner's strings, and an AS almost always has one name per file.
-	type cached struct {
-		name string
-		idx  uint32
-	}
-	byASN := map[uint32]cached{}
-	var addErr error
-	miss := func(asn uint32, name string) (uint32, bool) {
-		o := base
-		o.asn, o.isp = asn, name
-		idx, err := b.ownerOf(o)
-		if err != nil {
-			addErr = err
-			return 0, false
-		}
-		byASN[asn] = cached{name, idx}
-		return idx, true
-	}
+	base := entry{layer: uint8(i), subnetBits4: b.t.subnetBits4, subnetBits6: b.t.subnetBits6}
+	// One name string per AS: an AS almost always has one name per file,
+	// and string(desc) in a comparison does not allocate.
+	names := map[uint32]string{}
 	var ranges []netip.Prefix
 	switch f.format {
 	case config.SourceMMDB:
 		err = readMMDB(data, f.label, func(pfx netip.Prefix, asn uint32, name string) {
-			if addErr != nil {
-				return
-			}
-			c, ok := byASN[asn]
-			idx := c.idx
-			if !ok || c.name != name {
-				if idx, ok = miss(asn, name); !ok {
-					return
-				}
-			}
-			b.insert(pfx, idx, i)
+			e := base
+			e.asn, e.isp = asn, name
+			b.insert(pfx, e)
 		})
 	default:
 		err = readTSV(bytes.NewReader(data), f.label, func(r dbRange, desc []byte) {
-			if addErr != nil {
-				return
+			name, ok := names[r.ASN]
+			if !ok || name != string(desc) {
+				name = string(desc)
+				names[r.ASN] = name
 			}
-			c, ok := byASN[r.ASN]
-			idx := c.idx
-			// string(desc) in a comparison does not allocate: a repeated
-			// AS costs no string.
-			if !ok || c.name != string(desc) {
-				if idx, ok = miss(r.ASN, string(desc)); !ok {
-					return
-				}
-			}
+			e := base
+			e.asn, e.isp = r.ASN, name
 			ranges = rangePrefixes(ranges[:0], r.From, r.To)
 			for _, p := range ranges {
-				b.insert(p, idx, i)
+				b.insert(p, e)
 			}
 		})
 	}
-	if err != nil {
-		return err
-	}
-	return addErr
+	return err
 }
 
 // assignASNs gives the database ranges of the configured ASNs their region.
@@ -296,21 +270,20 @@ func (b *builder) assignASNs(cfg config.Region) error {
 	}
 	type update struct {
 		pfx netip.Prefix
-		o   owner
+		e   entry
 	}
 	var updates []update
-	assigned := func(o owner, a *assignment) owner {
-		o.region = a.region
+	assigned := func(e entry, a *assignment) entry {
+		e.region = b.regionIdx[a.region]
 		if a.isp != "" {
-			o.isp = a.isp
+			e.isp = a.isp
 		}
-		o.subnetBits4, o.subnetBits6 = a.subnetBits4, a.subnetBits6
-		return o
+		e.subnetBits4, e.subnetBits6 = a.subnetBits4, a.subnetBits6
+		return e
 	}
 	// Ranges contained in a within prefix, or covered by the default.
-	for pfx, v := range b.t.prefixes.All() {
-		o := b.t.owners[v>>8]
-		as := byASN[o.asn]
+	for pfx, e := range b.t.prefixes.All() {
+		as := byASN[e.asn]
 		if as == nil {
 			continue
 		}
@@ -319,29 +292,22 @@ func (b *builder) assignASNs(cfg config.Region) error {
 			a = &as.list[i]
 		}
 		if a != nil {
-			updates = append(updates, update{pfx, assigned(o, a)})
+			updates = append(updates, update{pfx, assigned(e, a)})
 		}
 	}
 	// Within prefixes smaller than the range of their ASN that holds them.
 	for asn, as := range byASN {
 		for i, w := range as.prefix {
-			q, v, ok := b.t.prefixes.LookupPrefixLPM(w)
-			if !ok || q == w {
+			q, e, ok := b.t.prefixes.LookupPrefixLPM(w)
+			if !ok || q == w || e.asn != asn {
 				continue
 			}
-			o := b.t.owners[v>>8]
-			if o.asn != asn {
-				continue
-			}
-			updates = append(updates, update{w, assigned(o, &as.list[i])})
+			updates = append(updates, update{w, assigned(e, &as.list[i])})
 		}
 	}
 	for _, u := range updates {
-		idx, err := b.ownerOf(u.o)
-		if err != nil {
-			return err
-		}
-		b.t.prefixes.Insert(u.pfx, idx<<8|uint32(u.pfx.Bits()))
+		u.e.bits = uint8(u.pfx.Bits())
+		b.t.prefixes.Insert(u.pfx, u.e)
 	}
 	return nil
 }
@@ -352,21 +318,16 @@ func (b *builder) addConfigPrefixes(cfg config.Region) error {
 	layer := len(cfg.Sources)
 	for _, rd := range cfg.Regions {
 		for _, isp := range rd.ISPs {
-			o := owner{
-				region:      rd.Name,
+			e := entry{
+				region:      b.regionIdx[rd.Name],
 				isp:         isp.Name,
 				asn:         isp.ASN,
-				source:      "config",
-				layer:       layer,
+				layer:       uint8(layer),
 				subnetBits4: pick(isp.SubnetBitsV4, cfg.SubnetBitsV4),
 				subnetBits6: pick(isp.SubnetBitsV6, cfg.SubnetBitsV6),
 			}
-			idx, err := b.ownerOf(o)
-			if err != nil {
-				return err
-			}
 			for _, s := range isp.Prefixes {
-				b.insert(netip.MustParsePrefix(strings.TrimSpace(s)), idx, layer) // validated
+				b.insert(netip.MustParsePrefix(strings.TrimSpace(s)), e) // validated
 			}
 		}
 	}

@@ -64,8 +64,13 @@ type paddedCounter struct {
 	_ [56]byte
 }
 
-// shard picks a counter shard from the low bits of the address.
+// shard picks a counter shard from the low bits of the address (the bits
+// that differ most between concurrent callers).
 func shard(ip netip.Addr) int {
+	if ip.Is4() {
+		b := ip.As4()
+		return int(b[3] & (counterShards - 1))
+	}
 	b := ip.As16()
 	return int(b[15] & (counterShards - 1))
 }
@@ -169,29 +174,27 @@ func (l *Locator) Locate(ip netip.Addr) Locality {
 		l.unknown[0].Add(1)
 		return Locality{}
 	}
-	s := shard(ip)
 	v, ok := t.prefixes.Lookup(ip)
 	if !ok {
-		l.unknown[s].Add(1)
+		l.unknown[shard(ip)].Add(1)
 		return Locality{Subnet: subnet(ip, t.subnetBits4, t.subnetBits6)}
 	}
-	o := &t.owners[v>>8]
-	pfx, _ := ip.Prefix(int(v & 0xff))
-	loc := Locality{
-		Known:  o.region != "",
-		Region: o.region,
-		ISP:    o.isp,
-		ASN:    o.asn,
-		Prefix: pfx,
-		Subnet: subnet(ip, o.subnetBits4, o.subnetBits6),
-		Source: o.source,
-	}
-	if loc.Known {
-		l.known[s].Add(1)
+	if v.region != 0 {
+		l.known[shard(ip)].Add(1)
 	} else {
-		l.unknown[s].Add(1)
+		l.unknown[shard(ip)].Add(1)
 	}
-	return loc
+	pfx, _ := ip.Prefix(int(v.bits))
+	// Returning the literal lets the compiler build it in the result.
+	return Locality{
+		Known:  v.region != 0,
+		Region: t.regions[v.region],
+		ISP:    v.isp,
+		ASN:    v.asn,
+		Prefix: pfx,
+		Subnet: subnet(ip, v.subnetBits4, v.subnetBits6),
+		Source: t.sources[v.layer],
+	}
 }
 
 func subnet(ip netip.Addr, bits4, bits6 uint8) netip.Prefix {
