@@ -112,14 +112,19 @@ func TestCrashKill9(t *testing.T) {
 	state := map[string]string{}
 	served := 0
 	for round := range rounds {
-		// Odd rounds kill during the first (64 MiB) fill; even rounds at
-		// any moment.
-		bigFirst := round%2 == 1
+		// Kill at any moment, or just after the child began its first
+		// (64 MiB) fill, or soon after it committed it.
+		trigger, bigFirst := "ready", false
 		killAfter := time.Duration(rng.IntN(1000)) * time.Millisecond
-		if bigFirst {
+		switch round % 3 {
+		case 1:
+			trigger, bigFirst = "start big-", true
 			killAfter = time.Duration(rng.IntN(150)) * time.Millisecond
+		case 2:
+			trigger, bigFirst = "committed big-", true
+			killAfter = time.Duration(rng.IntN(300)) * time.Millisecond
 		}
-		lines := runAndKill(t, dir, round, bigFirst, killAfter)
+		lines := runAndKill(t, dir, round, bigFirst, trigger, killAfter)
 		inFlight := ""
 		for _, l := range lines {
 			op, key, _ := strings.Cut(l, " ")
@@ -133,8 +138,8 @@ func TestCrashKill9(t *testing.T) {
 		}
 		n := checkAfterCrash(t, dir, state)
 		served += n
-		t.Logf("round %d: killed %v after the child opened the store (odd rounds: began its 64 MiB fill), in the fill of %q; %d steps reported; %d objects verified",
-			round, killAfter, inFlight, len(lines), n)
+		t.Logf("round %d: killed %v after %q, in the fill of %q; %d steps reported; %d objects verified",
+			round, killAfter, trigger, inFlight, len(lines), n)
 		if t.Failed() {
 			return
 		}
@@ -145,9 +150,10 @@ func TestCrashKill9(t *testing.T) {
 }
 
 // runAndKill starts a child filling the store in dir and SIGKILLs it
-// killAfter after it opened the store (after it began its first fill, if
-// bigFirst). It returns the child's report lines.
-func runAndKill(t *testing.T, dir string, round int, bigFirst bool, killAfter time.Duration) []string {
+// killAfter after it reported a line starting with trigger ("ready": the
+// store is open). bigFirst makes its first fill a 64 MiB one. It returns
+// the child's report lines.
+func runAndKill(t *testing.T, dir string, round int, bigFirst bool, trigger string, killAfter time.Duration) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSeedEnv+"="+strconv.Itoa(round))
@@ -170,15 +176,10 @@ func runAndKill(t *testing.T, dir string, round int, bigFirst bool, killAfter ti
 		sc := bufio.NewScanner(stdout)
 		signaled := false
 		for sc.Scan() {
-			if sc.Text() == "ready" {
-				if !bigFirst {
-					close(ready)
-					signaled = true
-				}
-				continue
+			if sc.Text() != "ready" {
+				lines = append(lines, sc.Text())
 			}
-			lines = append(lines, sc.Text())
-			if !signaled && strings.HasPrefix(sc.Text(), "start big-") {
+			if !signaled && strings.HasPrefix(sc.Text(), trigger) {
 				close(ready)
 				signaled = true
 			}
@@ -188,7 +189,8 @@ func runAndKill(t *testing.T, dir string, round int, bigFirst bool, killAfter ti
 	}()
 	select {
 	case <-ready:
-	case <-time.After(30 * time.Second):
+	case <-time.After(60 * time.Second):
+		t.Errorf("round %d: the child never reported %q", round, trigger)
 	}
 	time.Sleep(killAfter)
 	cmd.Process.Signal(syscall.SIGKILL)
