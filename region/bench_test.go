@@ -28,8 +28,9 @@ const (
 // writeFullTSV writes a synthetic iptoasn file shaped like the real one:
 // sorted, disjoint ranges that are mostly runs of 1-3 aligned blocks (/24
 // the most common in IPv4, /32-/48 in IPv6), some ending mid-block, ~70k
-// ASNs, 10% "Not routed". It returns the number of lines written.
-func writeFullTSV(tb testing.TB, path string) int {
+// ASNs, 10% "Not routed". oddTenths is how many tenths of the IPv4 ranges
+// end mid-block. It returns the number of lines written.
+func writeFullTSV(tb testing.TB, path string, oddTenths int) int {
 	tb.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -54,8 +55,11 @@ func writeFullTSV(tb testing.TB, path string) int {
 		block := uint64(1) << k
 		cursor = (cursor + block - 1) &^ (block - 1)
 		size := block * uint64(1+rng.IntN(3))
-		if rng.IntN(10) == 0 {
+		if rng.IntN(10) < oddTenths {
 			size -= block / 2 // ends mid-block: several prefixes
+			if k > 9 && rng.IntN(2) == 0 {
+				size -= block / 8
+			}
 		}
 		if cursor+size > 224<<24 {
 			tb.Fatalf("synthetic IPv4 space exhausted after %d ranges", n)
@@ -121,7 +125,7 @@ func fullConfig() config.Region {
 func fullLocator(b *testing.B) (*Locator, []netip.Addr) {
 	b.Helper()
 	dir := b.TempDir()
-	writeFullTSV(b, filepath.Join(dir, "full.tsv"))
+	writeFullTSV(b, filepath.Join(dir, "full.tsv"), 1)
 	l, err := New(fullConfig(), Options{BaseDir: dir, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
@@ -184,12 +188,18 @@ func BenchmarkLocateParallel(b *testing.B) {
 }
 
 // BenchmarkLoadFullTable: building the full-size table from its TSV (goal
-// < 2 s and < 200 MB). Reports the heap the finished table retains and
-// the process's peak RSS during the load (run with -benchtime=1x for a
-// clean peak).
+// < 2 s and < 200 MB), for the typical shape (10% of the IPv4 ranges end
+// mid-block) and a fragmented one (80%). Reports wall and CPU time, the
+// heap the finished table retains and the process's peak RSS growth during
+// the load (run with -benchtime=1x for a clean peak).
 func BenchmarkLoadFullTable(b *testing.B) {
+	b.Run("shape=typical", func(b *testing.B) { benchmarkLoad(b, 1) })
+	b.Run("shape=fragmented", func(b *testing.B) { benchmarkLoad(b, 8) })
+}
+
+func benchmarkLoad(b *testing.B, oddTenths int) {
 	dir := b.TempDir()
-	lines := writeFullTSV(b, filepath.Join(dir, "full.tsv"))
+	lines := writeFullTSV(b, filepath.Join(dir, "full.tsv"), oddTenths)
 	cfg := fullConfig()
 	var before, after runtime.MemStats
 	runtime.GC()

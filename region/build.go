@@ -1,7 +1,6 @@
 package region
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -192,10 +191,6 @@ func (b *builder) insert(pfx netip.Prefix, e entry) {
 
 // addSource reads one database file into the table at layer i.
 func (b *builder) addSource(i int, f sourceFile) error {
-	data, err := os.ReadFile(f.path)
-	if err != nil {
-		return fmt.Errorf("reading %s database: %w", f.format, err)
-	}
 	base := entry{layer: uint8(i), subnetBits4: b.t.subnetBits4, subnetBits6: b.t.subnetBits6}
 	// One name string per AS: an AS almost always has one name per file,
 	// and string(desc) in a comparison does not allocate.
@@ -203,13 +198,23 @@ func (b *builder) addSource(i int, f sourceFile) error {
 	var ranges []netip.Prefix
 	switch f.format {
 	case config.SourceMMDB:
-		err = readMMDB(data, f.label, func(pfx netip.Prefix, asn uint32, name string) {
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			return fmt.Errorf("reading %s database: %w", f.format, err)
+		}
+		return readMMDB(data, f.label, func(pfx netip.Prefix, asn uint32, name string) {
 			e := base
 			e.asn, e.isp = asn, name
 			b.insert(pfx, e)
 		})
 	default:
-		err = readTSV(bytes.NewReader(data), f.label, func(r dbRange, desc []byte) {
+		// Streamed: a full iptoasn file need not sit in memory.
+		file, err := os.Open(f.path)
+		if err != nil {
+			return fmt.Errorf("reading %s database: %w", f.format, err)
+		}
+		defer file.Close()
+		return readTSV(file, f.label, func(r dbRange, desc []byte) {
 			name, ok := names[r.ASN]
 			if !ok || name != string(desc) {
 				name = string(desc)
@@ -223,7 +228,6 @@ func (b *builder) addSource(i int, f sourceFile) error {
 			}
 		})
 	}
-	return err
 }
 
 // assignASNs gives the database ranges of the configured ASNs their region.
