@@ -948,3 +948,37 @@ func TestDiskFailureDuringFill(t *testing.T) {
 		})
 	}
 }
+
+// A crash between committing a new version and deleting the one it
+// replaced leaves both on disk: the next Open keeps the newest.
+func TestRestartKeepsNewestVersion(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{ChunkBytes: testChunk, DiskPath: dir}
+	s := openStore(t, opts)
+	old := fillObject(t, s, "k", content("old", 3*testChunk), true, 5000)
+	saved := t.TempDir()
+	copyDir(t, dir+"/objects", saved)
+	cur := fillObject(t, s, "k", content("k", 2*testChunk), true, 5000)
+	s.Close()
+	copyDir(t, saved, dir+"/objects") // the old version's files are back
+
+	if n := len(versionFiles(t, dir)); n != 4 {
+		t.Fatalf("%d files before reopening, want both versions (4)", n)
+	}
+	s = openStore(t, opts)
+	defer s.Close()
+	got := mustLookup(t, s, "k")
+	if got.Version != cur.Version || got.Version <= old.Version {
+		t.Errorf("Lookup after restart = version %d, want the newest %d (not %d)", got.Version, cur.Version, old.Version)
+	}
+	if b, err := readRange(s, got, 0, -1); err != nil || !bytes.Equal(b, content("k", 2*testChunk)) {
+		t.Errorf("read after restart: %d bytes, err %v", len(b), err)
+	}
+	if n := len(versionFiles(t, dir)); n != 2 {
+		t.Errorf("%d files after reopening, want only the newest version's 2", n)
+	}
+	// New versions keep growing past what was found on disk.
+	if next := fillObject(t, s, "k", content("k", 10), true, 10); next.Version <= cur.Version {
+		t.Errorf("version after restart = %d, want > %d", next.Version, cur.Version)
+	}
+}
