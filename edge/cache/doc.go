@@ -35,7 +35,14 @@
 // exceeded by what is in use) and drops the whole version of a chunk it
 // evicts. An object larger than the tier that must hold it (DiskBytes, or
 // MemoryBytes without a disk) fails with ErrTooLarge like one over
-// MaxObjectBytes.
+// MaxObjectBytes. A disk error during a fill does not fail it: that version
+// is then kept in memory only, as in a store without disk.
+//
+// MemoryBytes bounds chunk bytes only. The index of every stored version
+// (key, HTTP blob, 32 bytes of digest per chunk and a few hundred bytes of
+// bookkeeping) lives in memory too, for objects on disk as well: a disk
+// tier of many small objects needs RAM for its index (10 GiB of 1 KiB
+// objects would need several GiB).
 //
 // # On-disk layout
 //
