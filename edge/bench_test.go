@@ -5,9 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/peerassist/edgebox/config"
 )
 
 // BenchmarkHit measures the handler's hit path: a request for a stored
@@ -41,4 +46,31 @@ func BenchmarkHit(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestProfileServe serves a demo edge on EDGE_PROFILE_ADDR for
+// EDGE_PROFILE_SECONDS, for profiling under an external load generator:
+//
+//	EDGE_PROFILE_ADDR=127.0.0.1:18090 EDGE_PROFILE_SECONDS=30 \
+//	  go test -run TestProfileServe -cpuprofile cpu.out ./edge/ &
+//	wrk -c64 -d20s http://127.0.0.1:18090/bytes/1048576
+//
+// It is skipped unless EDGE_PROFILE_ADDR is set.
+func TestProfileServe(t *testing.T) {
+	addr := os.Getenv("EDGE_PROFILE_ADDR")
+	if addr == "" {
+		t.Skip("EDGE_PROFILE_ADDR not set")
+	}
+	secs, _ := strconv.Atoi(os.Getenv("EDGE_PROFILE_SECONDS"))
+	e := newEnv(t, nil, func(c *config.Config, _ *Options) {
+		c.Cache.ChunkBytes = 256 << 10
+		c.Cache.MemoryBytes = 1 << 30
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.srv.Serve(ln)
+	t.Logf("serving on %s for %ds", addr, secs)
+	time.Sleep(time.Duration(secs) * time.Second)
 }

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Cache-hit throughput of the edge against nginx proxy_cache and Varnish, all
+# three in front of the same demo origin on loopback, measured with wrk in
+# one run with the same settings. Prints a table with the ratio of the edge
+# to the better of the two others for 1 KiB, 64 KiB and 1 MiB objects.
+#
+# Usage: edge/bench/run.sh            (from anywhere in the repository)
+# Environment (defaults in brackets):
+#   DURATION   seconds per wrk run [5]
+#   THREADS    wrk threads [2]
+#   CONNS      wrk connections [64]
+#   ROUNDS     rounds per server and size; the median is reported [5]
+#   SIZES      object sizes in bytes ["1024 65536 1048576"]
+#   BASE_PORT  first of the loopback ports used [18080]
+#   KEEP       1 keeps the temporary directory (configs, logs)
+# Needs: go, wrk, nginx (Debian nginx-light), varnishd, curl.
+set -euo pipefail
+
+DURATION=${DURATION:-5}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-5}
+SIZES=${SIZES:-"1024 65536 1048576"}
+BASE_PORT=${BASE_PORT:-18080}
+
+EDGE_PORT=$BASE_PORT
+EDGE_ADMIN_PORT=$((BASE_PORT + 1))
+ORIGIN_PORT=$((BASE_PORT + 2))
+NGINX_PORT=$((BASE_PORT + 3))
+VARNISH_PORT=$((BASE_PORT + 4))
+HOST=127.0.0.1
+
+for tool in go wrk nginx varnishd curl; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "run.sh: $tool is required" >&2; exit 1; }
+done
+
+cd "$(dirname "$0")/../.."
+TMP=$(mktemp -d /tmp/edgebench.XXXXXX)
+chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [ -f "$TMP/nginx.pid" ]; then kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true; fi
+  if [ -f "$TMP/varnish.pid" ]; then kill "$(cat "$TMP/varnish.pid")" 2>/dev/null || true; fi
+  wait 2>/dev/null || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+wait_http() { # url
+  for _ in $(seq 1 200); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "run.sh: $1 did not come up" >&2
+  exit 1
+}
+
+echo "building edge and demo origin..." >&2
+go build -o "$TMP/edge" ./edge/cmd/edge
+go build -o "$TMP/origin" ./origin/cmd/origin
+
+"$TMP/origin" --listen "$HOST:$ORIGIN_PORT" --log-level warn >"$TMP/origin.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://$HOST:$ORIGIN_PORT/healthz"
+
+# --- edge ---
+cat >"$TMP/edge.yaml" <<EOF
+listen: "$HOST:$EDGE_PORT"
+admin_listen: "$HOST:$EDGE_ADMIN_PORT"
+limits:
+  max_connections: 10000
+cache:
+  memory_bytes: 1GiB
+sites:
+  - name: bench
+    origins:
+      - url: http://$HOST:$ORIGIN_PORT
+telemetry:
+  log_level: warn
+EOF
+"$TMP/edge" --config "$TMP/edge.yaml" >"$TMP/edge.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://$HOST:$EDGE_ADMIN_PORT/healthz"
+
+# --- nginx proxy_cache ---
+mkdir -p "$TMP/nginx-cache" "$TMP/nginx-tmp"
+cat >"$TMP/nginx.conf" <<EOF
+worker_processes auto;
+daemon on;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log warn;
+user root;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush off;
+  tcp_nodelay on;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  client_body_temp_path $TMP/nginx-tmp/body;
+  proxy_temp_path $TMP/nginx-tmp/proxy;
+  fastcgi_temp_path $TMP/nginx-tmp/fastcgi;
+  uwsgi_temp_path $TMP/nginx-tmp/uwsgi;
+  scgi_temp_path $TMP/nginx-tmp/scgi;
+  proxy_cache_path $TMP/nginx-cache levels=1:2 keys_zone=bench:64m max_size=4g inactive=1h use_temp_path=off;
+  upstream origin { server $HOST:$ORIGIN_PORT; keepalive 32; }
+  server {
+    listen $HOST:$NGINX_PORT;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache bench;
+      proxy_cache_lock on;
+      add_header X-Cache \$upstream_cache_status;
+    }
+  }
+}
+EOF
+nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/nginx-error.log"
+wait_http "http://$HOST:$NGINX_PORT/healthz"
+
+# --- Varnish ---
+varnishd -a "$HOST:$VARNISH_PORT" -b "$HOST:$ORIGIN_PORT" -s malloc,1G -n "$TMP/varnish" \
+  -P "$TMP/varnish.pid" -T "$HOST:0" -p thread_pool_min=50 >"$TMP/varnish.log" 2>&1
+wait_http "http://$HOST:$VARNISH_PORT/healthz"
+
+# --- warm the caches and check that the second request is a hit ---
+hit_header() { # server url
+  curl -fsS -o /dev/null -D - "$2" | tr -d '\r' | awk -v s="$1" '
+    tolower($1) == "cache-status:" && s == "edge" { print; exit }
+    tolower($1) == "x-cache:" && s == "nginx" { print; exit }
+    tolower($1) == "age:" && s == "varnish" { print; exit }'
+}
+for size in $SIZES; do
+  for server in edge nginx varnish; do
+    case $server in
+      edge) port=$EDGE_PORT ;; nginx) port=$NGINX_PORT ;; varnish) port=$VARNISH_PORT ;;
+    esac
+    url="http://$HOST:$port/bytes/$size"
+    curl -fsS -o /dev/null "$url"
+    sleep 1.1 # Varnish's Age counts whole seconds
+    h=$(hit_header "$server" "$url")
+    case "$server:$h" in
+      edge:*hit*|nginx:*HIT*|varnish:Age:\ [1-9]*) ;;
+      *) echo "run.sh: $server did not serve $url from its cache (got '$h')" >&2; exit 1 ;;
+    esac
+    # Identical bytes from all three.
+    curl -fsS "$url" | cmp -s - <(curl -fsS "http://$HOST:$ORIGIN_PORT/bytes/$size") ||
+      { echo "run.sh: $server serves different bytes for $url" >&2; exit 1; }
+  done
+done
+
+# --- measure ---
+run_wrk() { # url -> "requests/s MB/s"
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$1")
+  if echo "$out" | grep -q "Non-2xx"; then
+    echo "run.sh: non-2xx answers from $1:" >&2; echo "$out" >&2; exit 1
+  fi
+  if echo "$out" | grep -q "Socket errors"; then
+    echo "$out" | grep "Socket errors" >&2
+  fi
+  local rps tr
+  rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
+  tr=$(echo "$out" | awk '/^Transfer\/sec:/ {v=$2; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2);
+        if (u == "GB") n *= 1024; else if (u == "KB") n /= 1024; printf "%.1f", n}')
+  echo "$rps $tr"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Rounds interleave the servers, in a rotating order, so that a shared
+# machine's load swings hit all three alike.
+declare -A RPS MBS
+for size in $SIZES; do
+  for round in $(seq 1 "$ROUNDS"); do
+    case $((round % 3)) in
+      1) order="edge nginx varnish" ;; 2) order="nginx varnish edge" ;; 0) order="varnish edge nginx" ;;
+    esac
+    for server in $order; do
+      case $server in
+        edge) port=$EDGE_PORT ;; nginx) port=$NGINX_PORT ;; varnish) port=$VARNISH_PORT ;;
+      esac
+      read -r rps mbs < <(run_wrk "http://$HOST:$port/bytes/$size")
+      echo "size $size round $round $server: $rps req/s, $mbs MB/s" >&2
+      RPS[$server,$size]+="$rps "
+      MBS[$server,$size]+="$mbs "
+    done
+  done
+done
+
+goal() { case $1 in 1024) echo 1.5 ;; 65536) echo 1.1 ;; 1048576) echo 1.0 ;; *) echo 1.0 ;; esac; }
+echo
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS rounds, $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
+printf "%-8s %12s %12s %12s %8s %6s %s\n" size edge_req/s nginx_req/s varnish_req/s ratio goal result
+status=0
+for size in $SIZES; do
+  e=$(echo ${RPS[edge,$size]} | tr ' ' '\n' | median)
+  n=$(echo ${RPS[nginx,$size]} | tr ' ' '\n' | median)
+  v=$(echo ${RPS[varnish,$size]} | tr ' ' '\n' | median)
+  best=$(awk -v a="$n" -v b="$v" 'BEGIN {print (a > b) ? a : b}')
+  ratio=$(awk -v e="$e" -v b="$best" 'BEGIN {printf "%.2f", e / b}')
+  g=$(goal "$size")
+  ok=$(awk -v r="$ratio" -v g="$g" 'BEGIN {print (r >= g) ? "ok" : "BELOW"}')
+  [ "$ok" = ok ] || status=1
+  printf "%-8s %12.0f %12.0f %12.0f %8s %6s %s\n" "$size" "$e" "$n" "$v" "$ratio" "$g" "$ok"
+done
+echo "MB/s (median): $(for size in $SIZES; do printf '%s: edge %s nginx %s varnish %s; ' "$size" \
+  "$(echo ${MBS[edge,$size]} | tr ' ' '\n' | median)" "$(echo ${MBS[nginx,$size]} | tr ' ' '\n' | median)" \
+  "$(echo ${MBS[varnish,$size]} | tr ' ' '\n' | median)"; done)"
+exit $status
