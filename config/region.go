@@ -21,8 +21,8 @@ type Region struct {
 	Regions []RegionDef `yaml:"regions"`
 	// Sources are IP-to-ASN databases, read in order: a later database
 	// answers wherever it has data, an earlier one only fills its gaps.
-	// Relative paths are relative to the config file's directory.
-	// Default none.
+	// Relative paths are relative to the config file's directory. At most
+	// MaxRegionSources. Default none.
 	Sources []RegionSource `yaml:"sources"`
 	// TrustedProxies are the addresses or CIDRs whose ClientIPHeader is
 	// believed. Default none: the socket address is always the client.
@@ -101,6 +101,10 @@ type RegionSource struct {
 	Format string `yaml:"format"`
 }
 
+// MaxRegionSources bounds Region.Sources (the table keeps a source index in
+// one byte per prefix).
+const MaxRegionSources = 64
+
 // Source formats.
 const (
 	SourceTSV  = "tsv"
@@ -172,6 +176,9 @@ func (r *Region) validate(p *Problems) {
 			continue
 		}
 		checkPrefix(p, field, c, "a CIDR or address")
+	}
+	if len(r.Sources) > MaxRegionSources {
+		p.Addf("sources", "at most %d sources are supported (got %d)", MaxRegionSources, len(r.Sources))
 	}
 	for i, s := range r.Sources {
 		sp := p.Sub(fmt.Sprintf("sources[%d]", i))

@@ -28,11 +28,9 @@ type entry struct {
 	subnetBits4, subnetBits6 uint8
 }
 
-// Limits that keep entry small.
-const (
-	maxSources = 64        // region.sources
-	maxRegions = 1<<16 - 1 // region.regions
-)
+// maxRegions keeps entry.region in 16 bits (config.MaxRegionSources keeps
+// entry.layer in 8).
+const maxRegions = 1<<16 - 1
 
 // table is one immutable snapshot of everything a lookup needs. It is built
 // completely, then published with an atomic pointer swap, so a lookup sees
@@ -128,9 +126,6 @@ func build(cfg config.Region, baseDir string) (*table, error) {
 		t.trusted.Insert(netip.MustParsePrefix(s)) // validated above
 	}
 
-	if len(cfg.Sources) > maxSources {
-		return nil, fmt.Errorf("region.sources: %d sources, at most %d are supported", len(cfg.Sources), maxSources)
-	}
 	if len(cfg.Regions) > maxRegions {
 		return nil, fmt.Errorf("region.regions: %d regions, at most %d are supported", len(cfg.Regions), maxRegions)
 	}

@@ -130,3 +130,11 @@ func TestRegionSourceResolve(t *testing.T) {
 		}
 	}
 }
+
+func TestTooManySources(t *testing.T) {
+	yaml := siteYAML + "region:\n  sources:\n" + strings.Repeat("    - path: a.tsv\n", config.MaxRegionSources+1)
+	_, err := config.Parse("cfg.yaml", []byte(yaml))
+	if err == nil || !strings.Contains(err.Error(), "cfg.yaml:5: region.sources: at most 64 sources are supported (got 65)") {
+		t.Errorf("Parse(65 sources) = %v, want the limit error", err)
+	}
+}

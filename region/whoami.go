@@ -62,8 +62,7 @@ func (l *Locator) ServeWhoami(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
 		return
 	}
-	remote := remoteAddr(ctx)
-	client := l.ClientAddr(remote, ctx.Request.Header.PeekAll)
+	client := l.RequestAddr(ctx)
 	if !client.IsValid() {
 		ctx.Error("cannot determine the client address of this connection\n", fasthttp.StatusInternalServerError)
 		return
@@ -78,7 +77,13 @@ func (l *Locator) ServeWhoami(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(append(body, '\n'))
 }
 
-// remoteAddr is the TCP peer of the request ("" for non-IP listeners).
+// RequestAddr is ClientAddr for a fasthttp request: the client's address,
+// from the socket or, behind a trusted proxy, from its header.
+func (l *Locator) RequestAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	return l.ClientAddr(remoteAddr(ctx), ctx.Request.Header.PeekAll)
+}
+
+// remoteAddr is the TCP peer of the request (invalid for non-IP listeners).
 func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
 		return ta.AddrPort().Addr().Unmap()
