@@ -324,3 +324,15 @@ func TestConfigIsCopied(t *testing.T) {
 		t.Errorf("table config = %+v, want the config as loaded", got)
 	}
 }
+
+func TestTierString(t *testing.T) {
+	tests := []struct {
+		tier Tier
+		want string
+	}{{SameSubnet, "same-subnet"}, {SameISP, "same-isp"}, {SameRegionOtherISP, "same-region"}, {Never, "never"}, {Tier(42), "never"}}
+	for _, tt := range tests {
+		if got := tt.tier.String(); got != tt.want {
+			t.Errorf("Tier(%d).String() = %q, want %q", int(tt.tier), got, tt.want)
+		}
+	}
+}
