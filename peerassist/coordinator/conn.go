@@ -92,6 +92,49 @@ func (c *conn) writeLocked(b []byte) {
 		}
 		b = b[max(n, 0):]
 	}
+	c.queueLocked(b)
+}
+
+// writeFrames sends several complete frames with one system call (epoll
+// mode), queueing what the socket does not take.
+func (c *conn) writeFrames(frames [][]byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.state != stateOpen {
+		return
+	}
+	if c.p == nil || len(c.out) > 0 || len(frames) == 1 {
+		for _, f := range frames {
+			if c.state != stateOpen {
+				return
+			}
+			c.writeLocked(f)
+		}
+		return
+	}
+	n, err := sendBuffersNoSignal(c.fd, frames)
+	if err != nil && !isTemporary(err) {
+		c.shutdownLocked()
+		return
+	}
+	n = max(n, 0)
+	for _, f := range frames {
+		if n >= len(f) {
+			n -= len(f)
+			continue
+		}
+		c.queueLocked(f[n:])
+		n = 0
+		if c.state != stateOpen {
+			return
+		}
+	}
+}
+
+// queueLocked keeps b for when the socket can take it. A socket whose
+// queue exceeds max_send_queue_bytes is shut down: its reader is too slow
+// to keep up.
+func (c *conn) queueLocked(b []byte) {
 	if len(c.out)+len(b) > int(c.co.cfg.MaxSendQueueBytes) {
 		c.co.tel.reject(reasonSlowReader)
 		c.co.log.Warn("peerassist: closing a signaling socket whose reader is too slow",
@@ -341,7 +384,7 @@ func (c *conn) message(h *handlerCtx, msg []byte) bool {
 			return false
 		}
 		h.failure(c, signal.ActionAnnounce, nil, "rate limit exceeded: at most "+formatRate(cfg.MessagesPerSecond)+" messages per second")
-		h.flush()
+		h.endMessage()
 		return true
 	}
 	c.tokens--
@@ -349,7 +392,7 @@ func (c *conn) message(h *handlerCtx, msg []byte) bool {
 		// Malformed: costs more, so garbage floods close sooner.
 		c.tokens -= malformedCost - 1
 	}
-	h.flush()
+	h.endMessage()
 	return true
 }
 

@@ -202,7 +202,7 @@ func New(o Options) (*Coordinator, error) {
 
 // newHandlerCtx returns the per-goroutine scratch state of message handling.
 func (co *Coordinator) newHandlerCtx(stream uint64) *handlerCtx {
-	return &handlerCtx{rng: mrand.New(mrand.NewPCG(co.seed, stream)), out: make([]byte, 0, 64<<10)}
+	return &handlerCtx{rng: mrand.New(mrand.NewPCG(co.seed, stream))}
 }
 
 func (co *Coordinator) now() time.Time { return time.Now() }

@@ -1,8 +1,10 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,10 +19,21 @@ import (
 // request, the frames to send once the coordinator's lock is released, and
 // the random source of routing. Not safe for concurrent use.
 type handlerCtx struct {
-	req   signal.Request
-	resp  signal.Response
-	out   []byte
-	sends []pendingSend
+	// batched: frames wait for flush at the end of an epoll batch (so one
+	// system call carries all of a batch's frames to one socket); else they
+	// go out after each message.
+	batched bool
+	frames  [][]byte
+
+	req  signal.Request
+	resp signal.Response
+	// Frames are built in chunks that are never reallocated, so a batch's
+	// frames cost no copying however many there are.
+	cur    []byte   // the chunk being filled
+	chunks [][]byte // chunks filled this batch (cur included)
+	free   [][]byte // chunks to reuse
+	sends  []pendingSend
+	seq    int32
 	rng   *rand.Rand
 	cands []*peer
 	perm  []int32
@@ -28,22 +41,57 @@ type handlerCtx struct {
 }
 
 type pendingSend struct {
-	c          *conn
-	start, end int
+	c     *conn
+	id    uint64 // c.id, for grouping by socket
+	seq   int32  // queue order
+	frame []byte
+}
+
+// chunkBytes is the size of a frame-building chunk.
+const chunkBytes = 64 << 10
+
+// room makes sure the current chunk has at least n free bytes.
+func (h *handlerCtx) room(n int) {
+	if cap(h.cur)-len(h.cur) >= n {
+		return
+	}
+	var c []byte
+	if k := len(h.free); k > 0 && n <= chunkBytes {
+		c = h.free[k-1]
+		h.free[k-1] = nil
+		h.free = h.free[:k-1]
+	} else {
+		c = make([]byte, 0, max(chunkBytes, n))
+	}
+	h.chunks = append(h.chunks, c)
+	h.cur = c
 }
 
 var zeroHeader [maxFrameHeader]byte
 
+// maxFramesPerCall stays under the kernel's IOV_MAX (1024).
+const maxFramesPerCall = 512
+
 // send queues resp as a text frame to c; frames go out in flush.
 func (h *handlerCtx) send(c *conn, resp *signal.Response) {
-	h.out = append(h.out, zeroHeader[:]...)
-	payload := len(h.out)
-	h.out = resp.AppendJSON(h.out)
+	// Room for the frame: the SDP and strings, plus IDs that may expand
+	// six times when escaped, plus the rest.
+	h.room(maxFrameHeader + len(resp.SDP) + len(resp.Failure) + len(resp.Session) + 6*3*signal.IDLen + 512 +
+		len(resp.Files)*(6*signal.IDLen+80))
+	h.cur = append(h.cur, zeroHeader[:]...)
+	payload := len(h.cur)
+	h.cur = resp.AppendJSON(h.cur)
 	var hdr [maxFrameHeader]byte
-	s := frameHeader(hdr[:], opText, len(h.out)-payload)
+	s := frameHeader(hdr[:], opText, len(h.cur)-payload)
 	start := payload - (maxFrameHeader - s)
-	copy(h.out[start:payload], hdr[s:])
-	h.sends = append(h.sends, pendingSend{c, start, len(h.out)})
+	copy(h.cur[start:payload], hdr[s:])
+	h.sends = append(h.sends, pendingSend{c: c, id: c.id, seq: h.seq, frame: h.cur[start:len(h.cur):len(h.cur)]})
+	h.seq++
+	if len(h.chunks) > 0 && cap(h.cur) != cap(h.chunks[len(h.chunks)-1]) {
+		// A scrape reply bigger than estimated outgrew its chunk: track
+		// the new array so it is released with the batch.
+		h.chunks = append(h.chunks, h.cur)
+	}
 }
 
 // failure queues a "failure reason" reply.
@@ -55,20 +103,55 @@ func (h *handlerCtx) failure(c *conn, action signal.Action, infoHash *signal.ID,
 	h.send(c, &h.resp)
 }
 
-// flush writes the queued frames. Called without Coordinator.mu held.
-func (h *handlerCtx) flush() {
-	for _, s := range h.sends {
-		s.c.write(h.out[s.start:s.end])
+// endMessage is called after each message. A batch flushes early once it
+// has filled flushChunks chunks, which bounds its memory.
+func (h *handlerCtx) endMessage() {
+	if !h.batched || len(h.chunks) >= flushChunks {
+		h.flush()
 	}
+}
+
+// flushChunks is how many chunks a batch may fill before it is flushed.
+const flushChunks = 8
+
+// flush writes the queued frames, those of one socket together, in the
+// order they were queued. Called without Coordinator.mu held.
+func (h *handlerCtx) flush() {
+	if len(h.sends) > 1 {
+		slices.SortFunc(h.sends, func(a, b pendingSend) int {
+			if c := cmp.Compare(a.id, b.id); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.seq, b.seq)
+		})
+	}
+	for i := 0; i < len(h.sends); {
+		c := h.sends[i].c
+		h.frames = h.frames[:0]
+		for ; i < len(h.sends) && h.sends[i].c == c && len(h.frames) < maxFramesPerCall; i++ {
+			h.frames = append(h.frames, h.sends[i].frame)
+		}
+		c.writeFrames(h.frames)
+	}
+	clear(h.frames)
 	clear(h.sends)
 	h.sends = h.sends[:0]
-	if cap(h.out) > 1<<20 {
-		h.out = make([]byte, 0, 64<<10)
+	h.seq = 0
+	// Recycle the batch's chunks (a few; the rest go to the collector).
+	for i, c := range h.chunks {
+		if cap(c) == chunkBytes && len(h.free) < maxFreeChunks {
+			h.free = append(h.free, c[:0])
+		}
+		h.chunks[i] = nil
 	}
-	h.out = h.out[:0]
+	h.chunks = h.chunks[:0]
+	h.cur = nil
 	clear(h.cands)
 	h.cands = h.cands[:0]
 }
+
+// maxFreeChunks bounds the chunks a handler keeps between batches.
+const maxFreeChunks = 16
 
 // handleMessage decodes and handles one client message. It returns false
 // when the message was malformed.
@@ -301,10 +384,9 @@ func (co *Coordinator) relayAnswer(c *conn, h *handlerCtx) {
 		return
 	}
 	po := q.pending[idx]
+	// Keep the capacity: a peer that answers gets offers again soon. The
+	// sweeper drops empty tables of quiet peers.
 	q.pending = append(q.pending[:idx], q.pending[idx+1:]...)
-	if len(q.pending) == 0 {
-		q.pending = nil
-	}
 	if time.Duration(co.nowSec()-po.atSec)*time.Second > co.offerMaxAge {
 		h.refuse(co, c, reasonExpiredOffer, "answer to an offer older than "+co.offerMaxAge.String())
 		return

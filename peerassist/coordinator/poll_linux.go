@@ -52,8 +52,9 @@ func newPoller(co *Coordinator, idx int) (*poller, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("coordinator: epoll_ctl: %w", err)
 	}
-	return &poller{co: co, epfd: epfd, efd: efd, conns: map[int32]*conn{},
-		h: co.newHandlerCtx(uint64(idx) + 1<<32), buf: make([]byte, readBufBytes)}, nil
+	h := co.newHandlerCtx(uint64(idx) + 1<<32)
+	h.batched = true
+	return &poller{co: co, epfd: epfd, efd: efd, conns: map[int32]*conn{}, h: h, buf: make([]byte, readBufBytes)}, nil
 }
 
 // wake makes run return.
@@ -132,6 +133,8 @@ func (p *poller) run() {
 				p.readable(c)
 			}
 		}
+		// What the batch's messages produced, one system call per socket.
+		p.h.flush()
 	}
 }
 
@@ -194,6 +197,16 @@ func dupFD(nc net.Conn) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+func sendBuffersNoSignal(fd int, bufs [][]byte) (int, error) {
+	for {
+		n, err := unix.SendmsgBuffers(fd, bufs, nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return n, err
+	}
 }
 
 func sendNoSignal(fd int, b []byte) (int, error) {

@@ -35,6 +35,7 @@ func (co *Coordinator) sweep(now time.Time) {
 	for _, sw := range co.swarms {
 		for _, p := range sw.peers {
 			if len(p.pending) == 0 {
+				p.pending = nil
 				continue
 			}
 			kept := p.pending[:0]

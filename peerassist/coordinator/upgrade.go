@@ -199,9 +199,9 @@ func drainBuffered(nc net.Conn) []byte {
 		return nil
 	}
 	var out []byte
-	buf := make([]byte, 4096)
+	var buf [512]byte
 	for {
-		n, err := nc.Read(buf)
+		n, err := nc.Read(buf[:])
 		out = append(out, buf[:n]...)
 		if err != nil || n == 0 {
 			break

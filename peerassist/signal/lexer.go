@@ -1,7 +1,9 @@
 package signal
 
 import (
+	"encoding/binary"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -167,6 +169,76 @@ func (l *lexer) readString(field string) ([]byte, error) {
 	return nil, errorf(field, "unterminated string")
 }
 
+// skipString validates and skips a string without decoding it: the hot
+// path of relaying (SDP offers and answers are long strings). It checks
+// eight bytes at a time for the bytes that need attention: the closing
+// quote, backslashes, control characters and non-ASCII.
+func (l *lexer) skipString(field string) error {
+	d := l.data
+	i := l.pos + 1 // past the opening quote
+	for i < len(d) {
+		for i+8 <= len(d) {
+			if m := special8(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+				// The lowest flagged byte is exact (borrows only
+				// propagate upwards).
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		if i >= len(d) {
+			break
+		}
+		c := d[i]
+		switch {
+		case c == '"':
+			l.pos = i + 1
+			return nil
+		case c == '\\':
+			if i+1 < len(d) {
+				switch d[i+1] {
+				case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+					i += 2
+					continue
+				}
+			}
+			l.pos = i
+			if _, err := l.readEscape(field); err != nil {
+				return err
+			}
+			i = l.pos
+		case c < 0x20:
+			l.pos = i
+			return errorf(field, "control character in string")
+		case c < 0x80:
+			i++
+		default:
+			r, n := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && n <= 1 {
+				l.pos = i
+				return errorf(field, "invalid UTF-8")
+			}
+			i += n
+		}
+	}
+	l.pos = len(d)
+	return errorf(field, "unterminated string")
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// special8 returns a mask whose lowest set bit is the high bit of the first
+// of the eight bytes of x (little endian) that is '"', '\\', below 0x20 or
+// at least 0x80; 0 when there is none (classic SWAR byte tests).
+func special8(x uint64) uint64 {
+	q := x ^ ('"' * lsb)
+	b := x ^ ('\\' * lsb)
+	return (x | (x-0x20*lsb)&^x | (q-lsb)&^q | (b-lsb)&^b) & msb
+}
+
 // readEscape decodes the escape at l.pos (a backslash) into a rune, joining
 // UTF-16 surrogate pairs. A lone surrogate becomes U+FFFD, as JavaScript's
 // TextEncoder would write it.
@@ -237,9 +309,8 @@ func (l *lexer) hex4() (rune, bool) {
 // readID reads a 20-character binary string.
 func (l *lexer) readID(field string) (ID, error) {
 	var id ID
-	bad := errorf(field, "want a 20-character binary string")
 	if l.peek() != '"' {
-		return id, bad
+		return id, badID(field)
 	}
 	l.pos++
 	n := 0
@@ -250,11 +321,11 @@ func (l *lexer) readID(field string) (ID, error) {
 		case c == '"':
 			l.pos++
 			if n != IDLen {
-				return ID{}, bad
+				return ID{}, badID(field)
 			}
 			return id, nil
 		case c < 0x20:
-			return ID{}, bad
+			return ID{}, badID(field)
 		case c == '\\':
 			var err error
 			if r, err = l.readEscape(field); err != nil {
@@ -272,13 +343,15 @@ func (l *lexer) readID(field string) (ID, error) {
 			l.pos += size
 		}
 		if r > 0xFF || n == IDLen {
-			return ID{}, bad
+			return ID{}, badID(field)
 		}
 		id[n] = byte(r)
 		n++
 	}
-	return ID{}, bad
+	return ID{}, badID(field)
 }
+
+func badID(field string) error { return errorf(field, "want a 20-character binary string") }
 
 // readNumber reads a JSON number as float64.
 func (l *lexer) readNumber(field string) (float64, error) {
@@ -405,8 +478,7 @@ func (l *lexer) skipValue(field string, depth int) error {
 	case c == '[':
 		return l.array(field, func(int) error { return l.skipValue(field, depth+1) })
 	case c == '"':
-		_, err := l.readString(field)
-		return err
+		return l.skipString(field)
 	case c == '-' || (c >= '0' && c <= '9'):
 		_, err := l.readNumber(field)
 		return err

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"os"
 	"reflect"
 	"strings"
@@ -489,4 +490,49 @@ func goldenMessagesB(b *testing.B) map[string][]byte {
 		}
 	}
 	return out
+}
+
+func TestSpecial8(t *testing.T) {
+	isSpecial := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 || c >= 0x80 }
+	var b [8]byte
+	for c := 0; c < 256; c++ {
+		for pos := range 8 {
+			for i := range b {
+				b[i] = 'a'
+			}
+			b[pos] = byte(c)
+			x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 | uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+			if got := special8(x) != 0; got != isSpecial(byte(c)) {
+				t.Fatalf("special8 with %#x at %d = %v, want %v", c, pos, got, isSpecial(byte(c)))
+			}
+			if m := special8(x); m != 0 && bits.TrailingZeros64(m)>>3 != pos {
+				t.Fatalf("special8 with %#x at %d flags byte %d first", c, pos, bits.TrailingZeros64(m)>>3)
+			}
+		}
+	}
+}
+
+// BenchmarkParseRealisticAnnounce parses an announce as bittorrent-tracker's
+// client sends it: five offers of about 500-byte SDP, random offer_ids.
+func BenchmarkParseRealisticAnnounce(b *testing.B) {
+	req := Request{Action: ActionAnnounce, Event: EventUpdate, NumWant: 5, Left: 1000, Uploaded: 0, Downloaded: 0, Have: -1}
+	copy(req.InfoHash[:], "\x00\x01\x02 random info hash")
+	copy(req.PeerID[:], "-WW0208-\xff\xfe\x80abcdefghi")
+	sdp := `{"type":"offer","sdp":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=candidate:1510613869 1 udp 2122063615 127.0.0.1 43020 typ host generation 0 network-id 3\r\na=ice-ufrag:Q7Ax\r\na=ice-pwd:9uW2nTz4qkBlZ0vnd3xXf1Vb\r\na=ice-options:trickle\r\na=fingerprint:sha-256 4F:2A:11:9C:DE:7B:40:55:0A:6E:9A:31:7C:88:19:24:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n"}`
+	for i := range 5 {
+		var id ID
+		for j := range id {
+			id[j] = byte(i*31 + j*7)
+		}
+		req.Offers = append(req.Offers, Offer{ID: id, SDP: []byte(sdp)})
+	}
+	data := req.AppendJSON(nil)
+	var r Request
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if err := ParseRequest(data, &r); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
