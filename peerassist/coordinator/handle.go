@@ -34,10 +34,10 @@ type handlerCtx struct {
 	free   [][]byte // chunks to reuse
 	sends  []pendingSend
 	seq    int32
-	rng   *rand.Rand
-	cands []*peer
-	perm  []int32
-	gen   uint64
+	rng    *rand.Rand
+	cands  []*peer
+	perm   []int32
+	gen    uint64
 }
 
 type pendingSend struct {
