@@ -24,6 +24,12 @@ import (
 // WebTorrent peer) fails the HELLO check and is disconnected.
 const DataChannelLabel = "peerassist"
 
+// sctpReceiveWindowBytes bounds each association's SCTP receive window.
+const sctpReceiveWindowBytes = 512 << 10
+
+// udpBufferBytes is the socket buffer asked for the peer's WebRTC socket.
+const udpBufferBytes = 8 << 20
+
 // rtcEngine makes the PeerConnections of one peer. All of them share one
 // UDP socket (an ICE UDP mux) bound to the peer's address, one DTLS
 // certificate, and the SettingEngine that keeps ICE where it belongs.
@@ -54,6 +60,13 @@ func newRTCEngine(addr netip.Addr, logger *slog.Logger) (*rtcEngine, error) {
 	// A neighbor that vanishes (killed, unplugged) is noticed in seconds,
 	// not pion's default half minute; deadlines cover the gap meanwhile.
 	se.SetICETimeouts(3*time.Second, 6*time.Second, time.Second)
+	// pion queues received packets between ICE, DTLS and SCTP in buffers
+	// of 1,000,000 bytes and drops what does not fit. SCTP's default
+	// receive window (1 MiB) lets a sender put more than that in flight
+	// (with DTLS and SCTP headers), so a receiver that falls behind for a
+	// moment loses packets and the sender waits a one-second RTO. A
+	// smaller window keeps every burst inside those buffers.
+	se.SetSCTPMaxReceiveBufferSize(sctpReceiveWindowBytes)
 	e := &rtcEngine{gatherTimeout: 10 * time.Second}
 	if addr.IsValid() {
 		addr = addr.Unmap()
@@ -62,6 +75,16 @@ func newRTCEngine(addr netip.Addr, logger *slog.Logger) (*rtcEngine, error) {
 			return nil, fmt.Errorf("binding WebRTC socket on %v: %w", addr, err)
 		}
 		e.udp = udp
+		// Every connection of the peer shares this socket: a burst from
+		// several neighbors overflows the default buffer (about 200 KiB),
+		// and SCTP recovers from such drops only after seconds. The kernel
+		// caps the size at net.core.rmem_max / wmem_max.
+		if err := udp.SetReadBuffer(udpBufferBytes); err != nil {
+			logger.Debug("setting the WebRTC socket's receive buffer", "err", err)
+		}
+		if err := udp.SetWriteBuffer(udpBufferBytes); err != nil {
+			logger.Debug("setting the WebRTC socket's send buffer", "err", err)
+		}
 		e.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp, Logger: se.LoggerFactory.NewLogger("udpmux")})
 		se.SetICEUDPMux(e.mux)
 		se.SetIPFilter(func(ip net.IP) bool { a, _ := netip.AddrFromSlice(ip); return a.Unmap() == addr })
