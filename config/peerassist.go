@@ -41,6 +41,10 @@ type PeerAssist struct {
 	// MaxConnectionsPerIP caps signaling sockets per client address (after
 	// trusted-proxy resolution); more get 429. Default 64.
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// MaxSwarmsPerConnection caps the swarms one socket may be in at once
+	// (a player joins one per stream or rendition; a socket joining
+	// thousands is abuse). Default 32.
+	MaxSwarmsPerConnection int `yaml:"max_swarms_per_connection"`
 	// MaxConnections caps all signaling sockets; more get 503. The
 	// process's open-files limit must be above it. Default 50000.
 	MaxConnections int `yaml:"max_connections"`
@@ -75,23 +79,24 @@ type PeerAssist struct {
 // DefaultPeerAssist returns the documented defaults.
 func DefaultPeerAssist() PeerAssist {
 	return PeerAssist{
-		Enabled:             true,
-		AnnounceInterval:    Duration(120e9),
-		PeerTimeout:         Duration(180e9),
-		OfferMaxAge:         Duration(120e9),
-		MaxOffers:           10,
-		MaxPendingOffers:    64,
-		MaxMessageBytes:     64 << 10,
-		MaxSendQueueBytes:   1 << 20,
-		MessagesPerSecond:   20,
-		MessageBurst:        60,
-		MaxConnectionsPerIP: 64,
-		MaxConnections:      50000,
-		BadChunkReporters:   2,
-		MaxAccusations:      3,
-		BadChunkWindow:      Duration(600e9),
-		BanDuration:         Duration(3600e9),
-		RelayTraceRatio:     0.001,
+		Enabled:                true,
+		AnnounceInterval:       Duration(120e9),
+		PeerTimeout:            Duration(180e9),
+		OfferMaxAge:            Duration(120e9),
+		MaxOffers:              10,
+		MaxPendingOffers:       64,
+		MaxMessageBytes:        64 << 10,
+		MaxSendQueueBytes:      1 << 20,
+		MessagesPerSecond:      20,
+		MessageBurst:           60,
+		MaxConnectionsPerIP:    64,
+		MaxSwarmsPerConnection: 32,
+		MaxConnections:         50000,
+		BadChunkReporters:      2,
+		MaxAccusations:         3,
+		BadChunkWindow:         Duration(600e9),
+		BanDuration:            Duration(3600e9),
+		RelayTraceRatio:        0.001,
 	}
 }
 
@@ -120,6 +125,9 @@ func (c *PeerAssist) validate(p *Problems) {
 	p.CheckPositive("message_burst", int64(c.MessageBurst))
 	p.CheckPositive("max_connections_per_ip", int64(c.MaxConnectionsPerIP))
 	p.CheckPositive("max_connections", int64(c.MaxConnections))
+	if c.MaxSwarmsPerConnection < 1 || c.MaxSwarmsPerConnection > 10000 {
+		p.Addf("max_swarms_per_connection", "must be in 1..10000 (got %d)", c.MaxSwarmsPerConnection)
+	}
 	for i, o := range c.AllowedOrigins {
 		field := "allowed_origins[" + itoa(i) + "]"
 		n := p.Len()

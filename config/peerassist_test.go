@@ -33,6 +33,7 @@ func TestPeerAssistValidation(t *testing.T) {
 		{"ban", func(c *PeerAssist) { c.BanDuration = -1 }, "peer_assist.ban_duration"},
 		{"trace ratio", func(c *PeerAssist) { c.RelayTraceRatio = 2 }, "peer_assist.relay_trace_ratio"},
 		{"max conns", func(c *PeerAssist) { c.MaxConnections = 0 }, "peer_assist.max_connections"},
+		{"swarms per conn", func(c *PeerAssist) { c.MaxSwarmsPerConnection = 0 }, "peer_assist.max_swarms_per_connection"},
 	}
 	for _, tt := range tests {
 		pa := DefaultPeerAssist()

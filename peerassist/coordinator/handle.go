@@ -268,6 +268,14 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 		co.swarms[key] = sw
 	}
 	if p == nil {
+		if len(c.peers) >= co.cfg.MaxSwarmsPerConnection {
+			if len(sw.peers) == 0 && len(sw.accused) == 0 {
+				delete(co.swarms, key)
+			}
+			h.refuse(co, c, reasonTooManySwarms, "too many swarms on one connection (at most "+
+				strconv.Itoa(co.cfg.MaxSwarmsPerConnection)+")")
+			return
+		}
 		p = &peer{id: req.PeerID, sw: sw, c: c, site: site, have: max(req.Have, 0)}
 		p.complete = req.Left == 0 || req.Event == signal.EventCompleted
 		sw.join(p)

@@ -238,3 +238,23 @@ func TestShutdownClosesSockets(t *testing.T) {
 		t.Errorf("dial after Shutdown: %v %v, want 503", err, resp)
 	}
 }
+
+func TestSwarmsPerConnectionCap(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxSwarmsPerConnection = 2
+	e := startEdge(t, cfg, nil)
+	c := e.mustDial("127.1.0.1")
+	c.join(ih("s1"))
+	c.join(ih("s2"))
+	c.announce(ih("s3"), signal.EventStarted, 0, 0, nil)
+	if f := c.mustRecv(signal.KindFailure); !strings.Contains(f.Failure, "too many swarms") {
+		t.Errorf("third swarm: %q", f.Failure)
+	}
+	if n := len(e.co.Swarms()); n != 2 {
+		t.Errorf("%d swarms, want 2 (the refused one is not kept)", n)
+	}
+	// Leaving one makes room.
+	c.announce(ih("s1"), signal.EventStopped, 0, 0, nil)
+	c.mustRecv(signal.KindAnnounce)
+	c.join(ih("s3"))
+}

@@ -36,6 +36,7 @@ const (
 	reasonOrigin
 	reasonTooManyConns
 	reasonHandshake
+	reasonTooManySwarms
 	numReasons
 )
 
@@ -43,7 +44,7 @@ var reasonNames = [numReasons]string{
 	"malformed", "rate_limited", "abusive", "too_big", "protocol_error", "slow_reader",
 	"peer_id_in_use", "peer_id_changed", "unsolicited_answer", "expired_offer", "offerer_gone",
 	"bad_site", "banned", "bad_report", "unverified_report", "false_accuser", "origin_not_allowed",
-	"too_many_connections", "bad_handshake",
+	"too_many_connections", "bad_handshake", "too_many_swarms",
 }
 
 // telemetry holds the coordinator's instruments. Hot-path counters are
