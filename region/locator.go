@@ -152,7 +152,7 @@ func (l *Locator) reload(cfg config.Region, trigger string) error {
 	span.SetAttributes(attribute.Int("region.prefixes.ipv4", v4), attribute.Int("region.prefixes.ipv6", v6))
 	l.log.Info("region: table loaded", "trigger", trigger,
 		"prefixes_v4", v4, "prefixes_v6", v6, "sources", len(t.files),
-		"load_time", t.loadTime.Round(time.Millisecond))
+		"load_time", t.loadTime.Round(time.Microsecond).String())
 	return nil
 }
 
