@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -194,7 +193,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config) error {
 			Sites:      cfg.Sites,
 			Region:     cfg.Region.Name,
 			Locator:    a.loc,
-			ClientAddr: a.clientAddr,
+			ClientAddr: a.loc.RequestAddr,
 			Logger:     a.log,
 		})
 		if err != nil {
@@ -241,15 +240,6 @@ func (a *app) start(ctx context.Context, cfg *config.Config) error {
 		a.log.Info("edge: demo ready: open the player at http://" + browsable(ln.Addr()) + "/ (open it in two tabs to see peer assistance)")
 	}
 	return nil
-}
-
-// clientAddr is the request's client address, honoring trusted proxies.
-func (a *app) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	var remote netip.Addr
-	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
-		remote = ta.AddrPort().Addr()
-	}
-	return a.loc.ClientAddr(remote, func(name string) [][]byte { return ctx.Request.Header.PeekAll(name) })
 }
 
 // loop waits for signals: SIGHUP reloads the config file, SIGINT/SIGTERM
