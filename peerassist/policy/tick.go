@@ -227,6 +227,12 @@ type Decision struct {
 	// FloorsOverCap is true when the guarantees alone exceed the headroom:
 	// the floors win and EBU may stay over the cap.
 	FloorsOverCap bool
+	// JoinAllowanceBps is the non-urgent allowance for sessions that join
+	// before the next tick: the headroom no swarm uses now, per session
+	// (JoinUnlimited while the capacity is unknown). Their floors hold
+	// through urgent requests.
+	JoinAllowanceBps int64
+	JoinUnlimited    bool
 	// StopN and StopK are CloudTracker's N (sessions drawing non-urgent
 	// edge egress) and k (stopped this tick) when EBU was over the cap.
 	StopN, StopK int
@@ -373,6 +379,9 @@ func (e *Engine) Tick(obs *Observation, out *Decision) {
 	slack := 0.0
 	if capKnown {
 		slack = e.allocate(out)
+		out.JoinAllowanceBps = toBps(slack)
+	} else {
+		out.JoinUnlimited = true
 	}
 	e.decide(obs, out, capKnown, slack)
 	e.evictCurves()
@@ -401,6 +410,7 @@ func (e *Engine) tickWithoutRates(obs *Observation, out *Decision) {
 		out.GuaranteeBps += floor
 	}
 	out.AllocatedBps = out.GuaranteeBps
+	out.JoinAllowanceBps = toBps(e.p.BasicRateBps)
 	for j := range e.sw {
 		a := &e.sw[j]
 		a.class = Classify(SwarmStats{Leechers: a.leechers, Seeds: a.seeds, BasicRateBps: a.basicBps, Video: a.video, AvgRateBps: math.NaN()})
@@ -703,8 +713,8 @@ func (e *Engine) allocate(out *Decision) (slackPerSession float64) {
 	for j := range e.sw {
 		eligible += e.sw[j].eligible
 	}
-	if slack := extra - used; eligible > 0 && slack > 0 {
-		return slack / float64(eligible)
+	if slack := extra - used; slack > 0 {
+		return slack / float64(max(eligible, 1))
 	}
 	return 0
 }
