@@ -1,10 +1,8 @@
 package coordinator
 
 import (
-	"cmp"
 	"context"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"time"
 
@@ -34,6 +32,10 @@ type handlerCtx struct {
 	free   [][]byte // chunks to reuse
 	sends  []pendingSend
 	seq    int32
+	// flush's grouping of sends by socket.
+	groups map[uint64]group
+	next   []int32
+	heads  []int32
 	rng    *rand.Rand
 	cands  []*peer
 	perm   []int32
@@ -46,6 +48,8 @@ type pendingSend struct {
 	seq   int32  // queue order
 	frame []byte
 }
+
+type group struct{ head, tail int32 }
 
 // chunkBytes is the size of a frame-building chunk.
 const chunkBytes = 64 << 10
@@ -81,6 +85,22 @@ func (h *handlerCtx) send(c *conn, resp *signal.Response) {
 	h.cur = append(h.cur, zeroHeader[:]...)
 	payload := len(h.cur)
 	h.cur = resp.AppendJSON(h.cur)
+	h.finish(c, payload)
+}
+
+// sendRelay queues an offer or answer relay built from JSON the
+// coordinator already holds (see signal.AppendRelay).
+func (h *handlerCtx) sendRelay(c *conn, answer bool, sdp, offerID, peerID, infoHash []byte) {
+	h.room(maxFrameHeader + len(sdp) + len(offerID) + len(peerID) + len(infoHash) + 80)
+	h.cur = append(h.cur, zeroHeader[:]...)
+	payload := len(h.cur)
+	h.cur = signal.AppendRelay(h.cur, answer, sdp, offerID, peerID, infoHash)
+	h.finish(c, payload)
+}
+
+// finish writes the header of the frame whose payload starts at payload
+// (maxFrameHeader bytes were reserved before it) and queues it for c.
+func (h *handlerCtx) finish(c *conn, payload int) {
 	var hdr [maxFrameHeader]byte
 	s := frameHeader(hdr[:], opText, len(h.cur)-payload)
 	start := payload - (maxFrameHeader - s)
@@ -117,21 +137,44 @@ const flushChunks = 8
 // flush writes the queued frames, those of one socket together, in the
 // order they were queued. Called without Coordinator.mu held.
 func (h *handlerCtx) flush() {
-	if len(h.sends) > 1 {
-		slices.SortFunc(h.sends, func(a, b pendingSend) int {
-			if c := cmp.Compare(a.id, b.id); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.seq, b.seq)
-		})
-	}
-	for i := 0; i < len(h.sends); {
-		c := h.sends[i].c
-		h.frames = h.frames[:0]
-		for ; i < len(h.sends) && h.sends[i].c == c && len(h.frames) < maxFramesPerCall; i++ {
-			h.frames = append(h.frames, h.sends[i].frame)
+	switch len(h.sends) {
+	case 0:
+	case 1:
+		h.frames = append(h.frames[:0], h.sends[0].frame)
+		h.sends[0].c.writeFrames(h.frames)
+	default:
+		// Chain each socket's frames in queue order (next links), then one
+		// write per socket.
+		if h.groups == nil {
+			h.groups = map[uint64]group{}
 		}
-		c.writeFrames(h.frames)
+		h.next = h.next[:0]
+		h.heads = h.heads[:0]
+		for i := range h.sends {
+			h.next = append(h.next, -1)
+			id := h.sends[i].id
+			if g, ok := h.groups[id]; ok {
+				h.next[g.tail] = int32(i)
+				g.tail = int32(i)
+				h.groups[id] = g
+			} else {
+				h.groups[id] = group{head: int32(i), tail: int32(i)}
+				h.heads = append(h.heads, int32(i))
+			}
+		}
+		for _, i := range h.heads {
+			c := h.sends[i].c
+			h.frames = h.frames[:0]
+			for ; i >= 0; i = h.next[i] {
+				if len(h.frames) == maxFramesPerCall {
+					c.writeFrames(h.frames)
+					h.frames = h.frames[:0]
+				}
+				h.frames = append(h.frames, h.sends[i].frame)
+			}
+			c.writeFrames(h.frames)
+		}
+		clear(h.groups)
 	}
 	clear(h.frames)
 	clear(h.sends)
@@ -276,7 +319,7 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 				strconv.Itoa(co.cfg.MaxSwarmsPerConnection)+")")
 			return
 		}
-		p = &peer{id: req.PeerID, sw: sw, c: c, site: site, have: max(req.Have, 0)}
+		p = &peer{id: req.PeerID, idJSON: req.PeerID.AppendJSON(nil), sw: sw, c: c, site: site, have: max(req.Have, 0)}
 		p.complete = req.Left == 0 || req.Event == signal.EventCompleted
 		sw.join(p)
 		c.peers = append(c.peers, p)
@@ -329,9 +372,7 @@ func (co *Coordinator) relayOffers(c *conn, h *handlerCtx, p *peer) {
 	nowSec := co.nowSec()
 	for i, t := range cands {
 		o := &req.Offers[i]
-		h.resp = signal.Response{Kind: signal.KindOffer, Action: signal.ActionAnnounce, InfoHash: req.InfoHash,
-			HasInfoHash: true, PeerID: p.id, OfferID: o.ID, SDP: o.SDP}
-		h.send(t.c, &h.resp)
+		h.sendRelay(t.c, false, o.SDP, o.RawID, p.idJSON, p.sw.ihJSON)
 		t.addPending(pendingOffer{offerID: o.ID, from: p.id, fromC: c.id, atSec: nowSec}, co.cfg.MaxPendingOffers)
 		t.remember(p.id)
 		p.remember(t.id)
@@ -404,9 +445,7 @@ func (co *Coordinator) relayAnswer(c *conn, h *handlerCtx) {
 		co.tel.reject(reasonOffererGone)
 		return
 	}
-	h.resp = signal.Response{Kind: signal.KindAnswer, Action: signal.ActionAnnounce, InfoHash: req.InfoHash,
-		HasInfoHash: true, PeerID: q.id, OfferID: req.OfferID, SDP: req.Answer}
-	h.send(target.c, &h.resp)
+	h.sendRelay(target.c, true, req.Answer, req.RawOfferID, q.idJSON, sw.ihJSON)
 	co.tel.answers.Add(1)
 	if co.tel.sampleRelay(h.rng) {
 		co.tel.span("peerassist.relay.answer", c, sw,

@@ -103,6 +103,10 @@ func TestPerIPCapAndOrigins(t *testing.T) {
 	e := startEdge(t, cfg, nil)
 	e.mustDial("127.1.0.1")
 	e.mustDial("127.1.0.1")
+	// The handshake completes before the socket is registered: wait for
+	// both, as a later client would find them. (Upgrades racing each other
+	// are refused after the handshake instead, with a 1008 close.)
+	waitFor(t, func() bool { e.co.mu.Lock(); defer e.co.mu.Unlock(); return len(e.co.conns) == 2 })
 	_, resp, err := e.dial("127.1.0.1", nil)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("third connection from one address: err %v, resp %v; want 429", err, resp)

@@ -78,6 +78,7 @@ func (s *peerSet) size() int { return len(s.seeds) + len(s.leeches) }
 // atomic counters.
 type swarm struct {
 	key      swarmKey
+	ihJSON   []byte // key.infoHash as a JSON binary string
 	peers    map[signal.ID]*peer
 	all      peerSet
 	byISP    map[ispKey]*peerSet
@@ -96,7 +97,8 @@ type swarm struct {
 }
 
 func newSwarm(k swarmKey) *swarm {
-	return &swarm{key: k, peers: map[signal.ID]*peer{}, byISP: map[ispKey]*peerSet{}, bySubnet: map[netip.Prefix]*peerSet{}}
+	return &swarm{key: k, ihJSON: k.infoHash.AppendJSON(nil), peers: map[signal.ID]*peer{}, byISP: map[ispKey]*peerSet{},
+		bySubnet: map[netip.Prefix]*peerSet{}}
 }
 
 func (sw *swarm) incomplete() int { return len(sw.peers) - sw.complete }
@@ -117,6 +119,7 @@ const maxMet = 32
 // Coordinator.mu.
 type peer struct {
 	id       signal.ID
+	idJSON   []byte // id as a JSON binary string, for relays
 	sw       *swarm
 	c        *conn
 	site     *siteInfo

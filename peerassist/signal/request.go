@@ -70,6 +70,10 @@ func parseEvent(s []byte) (Event, bool) {
 type Offer struct {
 	// ID is the offer_id the answer will carry back.
 	ID ID
+	// RawID is offer_id exactly as the client wrote it (a JSON string,
+	// validated), so a relay can copy it instead of re-encoding it. Set by
+	// ParseRequest (aliasing the input); AppendJSON ignores it.
+	RawID []byte
 	// SDP is the raw JSON object ({"type":"offer","sdp":"..."}) relayed
 	// verbatim to the chosen peer.
 	SDP []byte
@@ -108,6 +112,8 @@ type Request struct {
 	Answer   []byte
 	ToPeerID ID
 	OfferID  ID
+	// RawOfferID is OfferID as the client wrote it (see Offer.RawID).
+	RawOfferID []byte
 
 	// Extensions (ignored by standard trackers).
 
@@ -282,8 +288,9 @@ func ParseRequest(data []byte, r *Request) error {
 			r.ToPeerID = id
 			return err
 		case fOfferID:
+			start := l.pos
 			id, err := l.readID("offer_id")
-			r.OfferID = id
+			r.OfferID, r.RawOfferID = id, l.data[start:l.pos]
 			return err
 		case fSession:
 			s, err := l.readShort("x_session")
@@ -358,8 +365,9 @@ func (r *Request) readOffer() error {
 			if hasID {
 				return errorf("offers[].offer_id", "duplicate member")
 			}
+			start := r.lex.pos
 			id, err := r.lex.readID("offers[].offer_id")
-			o.ID, hasID = id, true
+			o.ID, o.RawID, hasID = id, r.lex.data[start:r.lex.pos], true
 			return err
 		case "offer":
 			if hasOffer {

@@ -336,3 +336,25 @@ func (l *lexer) readText(field string) (string, error) {
 	s, err := l.readString(field)
 	return string(s), err
 }
+
+// AppendRelay appends an offer (answer false) or answer relay, like
+// Response.AppendJSON with KindOffer or KindAnswer, from values already in
+// JSON: sdp is the offer or answer object, and offerID, peerID and infoHash
+// are binary strings as ID.AppendJSON writes them (or as a client wrote them,
+// once validated). It spares the relay hot path re-encoding IDs it already
+// holds encoded.
+func AppendRelay(b []byte, answer bool, sdp, offerID, peerID, infoHash []byte) []byte {
+	if answer {
+		b = append(b, `{"action":"announce","answer":`...)
+	} else {
+		b = append(b, `{"action":"announce","offer":`...)
+	}
+	b = append(b, sdp...)
+	b = append(b, `,"offer_id":`...)
+	b = append(b, offerID...)
+	b = append(b, `,"peer_id":`...)
+	b = append(b, peerID...)
+	b = append(b, `,"info_hash":`...)
+	b = append(b, infoHash...)
+	return append(b, '}')
+}

@@ -268,6 +268,14 @@ func sampleRequests(t testing.TB) []Request {
 
 func normalize(r Request) Request {
 	r.lex, r.caps, r.report = lexer{}, Caps{}, Report{}
+	r.RawOfferID = nil
+	if r.Offers != nil {
+		offers := make([]Offer, len(r.Offers))
+		for i, o := range r.Offers {
+			offers[i] = Offer{ID: o.ID, SDP: o.SDP}
+		}
+		r.Offers = offers
+	}
 	if len(r.Offers) == 0 {
 		r.Offers = nil
 	}
@@ -534,5 +542,29 @@ func BenchmarkParseRealisticAnnounce(b *testing.B) {
 		if err := ParseRequest(data, &r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestAppendRelayMatchesAppendJSON(t *testing.T) {
+	for _, r := range sampleResponses(t) {
+		if r.Kind != KindOffer && r.Kind != KindAnswer {
+			continue
+		}
+		want := string(r.AppendJSON(nil))
+		got := string(AppendRelay(nil, r.Kind == KindAnswer, r.SDP, r.OfferID.AppendJSON(nil), r.PeerID.AppendJSON(nil), r.InfoHash.AppendJSON(nil)))
+		if got != want {
+			t.Errorf("AppendRelay = %s, want %s", got, want)
+		}
+	}
+	// Raw IDs from a parsed request relay as the same values.
+	var req Request
+	msg := `{"action":"announce","info_hash":"aaaaaaaaaaaaaaaaaaaa","peer_id":"bbbbbbbbbbbbbbbbbbbb","offers":[{"offer":{},"offer_id":"\u00e9\u0000cccccccccccccccccc"}]}`
+	if err := ParseRequest([]byte(msg), &req); err != nil {
+		t.Fatal(err)
+	}
+	out := AppendRelay(nil, false, req.Offers[0].SDP, req.Offers[0].RawID, req.PeerID.AppendJSON(nil), req.InfoHash.AppendJSON(nil))
+	var resp Response
+	if err := ParseResponse(out, &resp); err != nil || resp.OfferID != req.Offers[0].ID {
+		t.Errorf("relay of a raw offer_id: %v, %x want %x", err, resp.OfferID, req.Offers[0].ID)
 	}
 }
