@@ -130,6 +130,7 @@ type link struct {
 	writable chan struct{} // buffered amount fell to the low-water mark
 	wake     chan struct{} // control frames or requests were queued
 	done     chan struct{} // closed by close
+	finished chan struct{} // closed after the handler's onClose returned
 	wg       sync.WaitGroup
 	once     sync.Once
 
@@ -154,6 +155,7 @@ func newLink(ch channel, h linkHandler, remote string, cfg linkConfig) *link {
 		writable: make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		finished: make(chan struct{}),
 		in:       make(map[chunkKey]*inbound),
 	}
 	ch.SetBufferedAmountLowThreshold(cfg.LowWaterBytes)
@@ -304,12 +306,14 @@ func (l *link) closeWith(err error) {
 		go func() {
 			l.wg.Wait()
 			l.h.onClose(l, err)
+			close(l.finished)
 		}()
 	})
 }
 
-// wait blocks until both goroutines of the link have exited.
-func (l *link) wait() { l.wg.Wait() }
+// wait blocks until the link ended: its goroutines exited and the
+// handler's onClose returned. Never call it from onClose.
+func (l *link) wait() { <-l.finished }
 
 func (l *link) readLoop() {
 	defer l.wg.Done()
@@ -491,6 +495,7 @@ func (l *link) writeLoop() {
 	defer l.wg.Done()
 	buf := make([]byte, 0, wire.MaxFrameBytes)
 	var readyAt time.Time // when the reserved upload tokens are available
+	reserved := false
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -520,26 +525,27 @@ func (l *link) writeLoop() {
 				return
 			}
 		}
-		n := min(len(cur.data)-cur.off, wire.MaxPayloadBytes)
+		n := min(len(cur.data)-cur.off, l.pieceBytes())
 		// Pace: reserve tokens for this piece once, then wait for them
-		// while still answering control frames.
-		if readyAt.IsZero() && l.cfg.Limiter != nil {
-			readyAt = reserve(l.cfg.Limiter, n)
-		}
-		if d := time.Until(readyAt); !readyAt.IsZero() && d > 0 {
-			if timer == nil {
-				timer = time.NewTimer(d)
-			} else {
-				timer.Reset(d)
-			}
-			select {
-			case <-timer.C:
-			case <-l.wake:
-				timer.Stop()
+		// while still answering control frames. A budget that cannot pay
+		// for it within a couple of seconds (cut to zero by the edge's
+		// policy) is asked again every second, so a raised budget applies
+		// at once.
+		if !reserved && l.cfg.Limiter != nil {
+			d, ok := reservePiece(l.cfg.Limiter, n)
+			if !ok {
+				if !l.sleep(&timer, time.Second) {
+					return
+				}
 				continue
-			case <-l.done:
+			}
+			readyAt, reserved = time.Now().Add(d), true
+		}
+		if d := time.Until(readyAt); reserved && d > 0 {
+			if !l.sleep(&timer, d) {
 				return
 			}
+			continue
 		}
 		if l.ch.BufferedAmount() > l.cfg.HighWaterBytes {
 			select {
@@ -563,7 +569,7 @@ func (l *link) writeLoop() {
 			l.queue = l.queue[1:]
 		}
 		l.mu.Unlock()
-		readyAt = time.Time{}
+		reserved = false
 		f := wire.Data(cur.key.obj, cur.key.chunk, uint32(off), cur.data[off:off+n])
 		b, err := f.Append(buf[:0])
 		if err == nil {
@@ -578,24 +584,53 @@ func (l *link) writeLoop() {
 	}
 }
 
-// reserve takes n tokens from lim and returns when they are available.
-// Bursts larger than the limiter's are taken in slices of its burst.
-func reserve(lim *rate.Limiter, n int) time.Time {
+// sleep waits d, or less when control frames or requests arrive; false when
+// the link closed.
+func (l *link) sleep(timer **time.Timer, d time.Duration) bool {
+	if *timer == nil {
+		*timer = time.NewTimer(d)
+	} else {
+		(*timer).Reset(d)
+	}
+	select {
+	case <-(*timer).C:
+		return true
+	case <-l.wake:
+		(*timer).Stop()
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// pieceBytes is the payload of one DATA frame: the largest, unless the
+// upload budget is so low that one would take over half a second (then
+// smaller pieces keep the pacing smooth and the stall detection of the
+// requester quiet).
+func (l *link) pieceBytes() int {
+	lim := l.cfg.Limiter
+	if lim == nil || lim.Limit() == rate.Inf {
+		return wire.MaxPayloadBytes
+	}
+	n := int(float64(lim.Limit()) / 2)
+	return max(1024, min(n, wire.MaxPayloadBytes, max(lim.Burst(), 1)))
+}
+
+// reservePiece takes n tokens from lim and returns how long until they are
+// there; false (nothing taken) when the budget cannot pay within 2 s.
+func reservePiece(lim *rate.Limiter, n int) (time.Duration, bool) {
 	if lim.Limit() == rate.Inf {
-		return time.Time{}
+		return 0, true
 	}
 	now := time.Now()
-	at := now
-	for n > 0 {
-		take := min(n, max(lim.Burst(), 1))
-		r := lim.ReserveN(now, take)
-		if !r.OK() {
-			return now.Add(time.Hour) // a zero limit: never
-		}
-		if t := now.Add(r.DelayFrom(now)); t.After(at) {
-			at = t
-		}
-		n -= take
+	r := lim.ReserveN(now, min(n, max(lim.Burst(), 1)))
+	if !r.OK() {
+		return 0, false
 	}
-	return at
+	d := r.DelayFrom(now)
+	if d > 2*time.Second {
+		r.CancelAt(now)
+		return 0, false
+	}
+	return d, true
 }

@@ -226,8 +226,9 @@ type Peer struct {
 	// localCapBps caps what x_policy may set: +Inf when the user set no cap.
 	localCapBps float64
 
-	done chan struct{}
-	wg   sync.WaitGroup // background goroutines (edge fetches, answers, closes)
+	created time.Time
+	done    chan struct{}
+	wg      sync.WaitGroup // background goroutines (edge fetches, answers, closes)
 
 	mu          sync.Mutex
 	closed      bool
@@ -254,6 +255,7 @@ func New(opts Options) (*Peer, error) {
 		opts:       opts,
 		id:         opts.PeerID,
 		log:        opts.Logger.With("peer_id", opts.PeerID.String()[16:]),
+		created:    time.Now(),
 		done:       make(chan struct{}),
 		sessionSet: make(chan struct{}),
 		swarms:     map[signal.ID]*swarm{},
@@ -370,8 +372,9 @@ type Stats struct {
 	// DiscardedBytes counts peer bytes thrown away: failed verification,
 	// or arrived after the chunk came from elsewhere.
 	DiscardedBytes int64
-	// EdgeRequests counts edge range requests: Seeds (Slurpie, a chunk no
-	// neighbor held) and Urgent (a deadline close, peers too slow).
+	// EdgeSeeds and EdgeUrgent count edge range requests: Slurpie seeds (a
+	// chunk no neighbor held) and urgent ones (a deadline close, peers too
+	// slow or gone).
 	EdgeSeeds, EdgeUrgent int64
 	// Neighbors is the number of connected neighbors now, all swarms.
 	Neighbors int
@@ -430,9 +433,14 @@ func (p *Peer) applyPolicy(pol *signal.Policy) {
 // uploadAllowed reports whether the peer serves requests at all.
 func (p *Peer) uploadAllowed() bool { return !p.opts.NoUpload }
 
-// waitSession waits up to d for the coordinator's x_session, so the first
-// edge requests are attributed to the session.
+// waitSession waits for the coordinator's x_session, so the first edge
+// requests are attributed to the session, but never past d after New: a
+// peer whose coordinator is unreachable still fetches from the edge at once.
 func (p *Peer) waitSession(ctx context.Context, d time.Duration) {
+	d -= time.Since(p.created)
+	if d <= 0 {
+		return
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
