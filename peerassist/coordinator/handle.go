@@ -132,7 +132,7 @@ func (h *handlerCtx) endMessage() {
 }
 
 // flushChunks is how many chunks a batch may fill before it is flushed.
-const flushChunks = 8
+const flushChunks = 32
 
 // flush writes the queued frames, those of one socket together, in the
 // order they were queued. Called without Coordinator.mu held.
@@ -194,7 +194,7 @@ func (h *handlerCtx) flush() {
 }
 
 // maxFreeChunks bounds the chunks a handler keeps between batches.
-const maxFreeChunks = 16
+const maxFreeChunks = flushChunks
 
 // handleMessage decodes and handles one client message. It returns false
 // when the message was malformed.

@@ -18,6 +18,10 @@ var errNoEpoll = errors.New("coordinator: epoll unavailable")
 // readBufBytes is the size of each loop's shared read buffer.
 const readBufBytes = 64 << 10
 
+// maxEvents is how many ready sockets one epoll_wait returns at most. Under
+// load, a large batch lets many frames to one socket share one sendmsg.
+const maxEvents = 1024
+
 // poller is one epoll loop: it owns the reads of its connections and one
 // read buffer shared by all of them, so an idle connection holds no buffer
 // and no goroutine. Safe for concurrent use (add, remove and watchWrite may
@@ -105,7 +109,7 @@ func (p *poller) run() {
 		unix.Close(p.efd)
 		unix.Close(p.epfd)
 	}()
-	events := make([]unix.EpollEvent, 256)
+	events := make([]unix.EpollEvent, maxEvents)
 	for {
 		n, err := unix.EpollWait(p.epfd, events, -1)
 		if err != nil {
