@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +12,12 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	nooptrace "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/peerassist/edgebox/config"
+	edgetelemetry "github.com/peerassist/edgebox/edge/telemetry"
 )
 
 // BenchmarkHit measures the handler's hit path: a request for a stored
@@ -62,11 +67,23 @@ func TestProfileServe(t *testing.T) {
 		t.Skip("EDGE_PROFILE_ADDR not set")
 	}
 	secs, _ := strconv.Atoi(os.Getenv("EDGE_PROFILE_SECONDS"))
+	// The OpenTelemetry SDK as the edge binary installs it, so that the
+	// profile includes the cost of spans and metrics.
+	tel, err := edgetelemetry.Setup(context.Background(), config.DefaultTelemetry(), edgetelemetry.Options{LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		tel.Shutdown(context.Background())
+		otel.SetTracerProvider(nooptrace.NewTracerProvider())
+		otel.SetMeterProvider(noopmetric.NewMeterProvider())
+	}()
 	e := newEnv(t, nil, func(c *config.Config, _ *Options) {
 		c.Cache.ChunkBytes = 256 << 10
 		c.Cache.MemoryBytes = 1 << 30
 	})
-	ln, err := net.Listen("tcp", addr)
+	var ln net.Listener
+	ln, err = net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

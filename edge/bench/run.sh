@@ -11,7 +11,9 @@
 #   CONNS      wrk connections [64]
 #   ROUNDS     rounds per server and size; the median is reported [5]
 #   SIZES      object sizes in bytes ["1024 65536 1048576"]
-#   BASE_PORT  first of the loopback ports used [18080]
+#   BASE_PORT  first of five loopback ports used [28080]
+#   EDGE_GOMAXPROCS  GOMAXPROCS of the edge process [Go's default: the CPUs]
+#   NGINX_WORKERS    nginx worker_processes [auto: the CPUs]
 #   KEEP       1 keeps the temporary directory (configs, logs)
 # Needs: go, wrk, nginx (Debian nginx-light), varnishd, curl.
 set -euo pipefail
@@ -21,7 +23,7 @@ THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-5}
 SIZES=${SIZES:-"1024 65536 1048576"}
-BASE_PORT=${BASE_PORT:-18080}
+BASE_PORT=${BASE_PORT:-28080}
 
 EDGE_PORT=$BASE_PORT
 EDGE_ADMIN_PORT=$((BASE_PORT + 1))
@@ -47,12 +49,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_http() { # url
+wait_http() { # url [log file]
   for _ in $(seq 1 200); do
     if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.05
   done
   echo "run.sh: $1 did not come up" >&2
+  if [ -n "${2:-}" ]; then tail -5 "$2" >&2; fi
   exit 1
 }
 
@@ -62,7 +65,7 @@ go build -o "$TMP/origin" ./origin/cmd/origin
 
 "$TMP/origin" --listen "$HOST:$ORIGIN_PORT" --log-level warn >"$TMP/origin.log" 2>&1 &
 PIDS+=($!)
-wait_http "http://$HOST:$ORIGIN_PORT/healthz"
+wait_http "http://$HOST:$ORIGIN_PORT/healthz" "$TMP/origin.log"
 
 # --- edge ---
 cat >"$TMP/edge.yaml" <<EOF
@@ -79,14 +82,17 @@ sites:
 telemetry:
   log_level: warn
 EOF
+if [ -n "${EDGE_GOMAXPROCS:-}" ]; then export GOMAXPROCS=$EDGE_GOMAXPROCS; fi
 "$TMP/edge" --config "$TMP/edge.yaml" >"$TMP/edge.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://$HOST:$EDGE_ADMIN_PORT/healthz"
+EDGE_PID=$!
+PIDS+=($EDGE_PID)
+unset GOMAXPROCS
+wait_http "http://$HOST:$EDGE_ADMIN_PORT/healthz" "$TMP/edge.log"
 
 # --- nginx proxy_cache ---
 mkdir -p "$TMP/nginx-cache" "$TMP/nginx-tmp"
 cat >"$TMP/nginx.conf" <<EOF
-worker_processes auto;
+worker_processes ${NGINX_WORKERS:-auto};
 daemon on;
 pid $TMP/nginx.pid;
 error_log $TMP/nginx-error.log warn;
@@ -120,12 +126,12 @@ http {
 }
 EOF
 nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/nginx-error.log"
-wait_http "http://$HOST:$NGINX_PORT/healthz"
+wait_http "http://$HOST:$NGINX_PORT/healthz" "$TMP/nginx-error.log"
 
 # --- Varnish ---
 varnishd -a "$HOST:$VARNISH_PORT" -b "$HOST:$ORIGIN_PORT" -s malloc,1G -n "$TMP/varnish" \
   -P "$TMP/varnish.pid" -T "$HOST:0" -p thread_pool_min=50 >"$TMP/varnish.log" 2>&1
-wait_http "http://$HOST:$VARNISH_PORT/healthz"
+wait_http "http://$HOST:$VARNISH_PORT/healthz" "$TMP/varnish.log"
 
 # --- warm the caches and check that the second request is a hit ---
 hit_header() { # server url
@@ -154,26 +160,54 @@ for size in $SIZES; do
 done
 
 # --- measure ---
-run_wrk() { # url -> "requests/s MB/s"
-  local out
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$1")
+# Besides requests/s, each run records the CPU time the server's processes
+# used (utime + stime from /proc, all threads and worker processes): on a
+# shared machine, requests per CPU-second shows efficiency independently of
+# how much CPU the scheduler happened to give each server.
+CLK_TCK=$(getconf CLK_TCK)
+server_pids() { # server -> pids
+  case $1 in
+    edge) echo "$EDGE_PID" ;;
+    nginx) m=$(cat "$TMP/nginx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
+    varnish) m=$(cat "$TMP/varnish.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
+  esac
+}
+cpu_ticks() { # pids... -> utime+stime ticks
+  local t=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] || continue
+    t=$((t + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+run_wrk() { # server url -> "requests/s MB/s requests-per-CPU-second"
+  local out pids before after
+  pids=$(server_pids "$1")
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $pids)
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$2")
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks $pids)
   if echo "$out" | grep -q "Non-2xx"; then
-    echo "run.sh: non-2xx answers from $1:" >&2; echo "$out" >&2; exit 1
+    echo "run.sh: non-2xx answers from $2:" >&2; echo "$out" >&2; exit 1
   fi
   if echo "$out" | grep -q "Socket errors"; then
-    echo "$out" | grep "Socket errors" >&2
+    echo "$1: $(echo "$out" | grep "Socket errors")" >&2
   fi
-  local rps tr
+  local rps tr total
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
+  total=$(echo "$out" | awk '/requests in/ {print $1}')
   tr=$(echo "$out" | awk '/^Transfer\/sec:/ {v=$2; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2);
         if (u == "GB") n *= 1024; else if (u == "KB") n /= 1024; printf "%.1f", n}')
-  echo "$rps $tr"
+  local cps
+  cps=$(awk -v n="$total" -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", (t > 0) ? n / (t / hz) : 0}')
+  echo "$rps $tr $cps"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Rounds interleave the servers, in a rotating order, so that a shared
 # machine's load swings hit all three alike.
-declare -A RPS MBS
+declare -A RPS MBS CPS
 for size in $SIZES; do
   for round in $(seq 1 "$ROUNDS"); do
     case $((round % 3)) in
@@ -183,31 +217,41 @@ for size in $SIZES; do
       case $server in
         edge) port=$EDGE_PORT ;; nginx) port=$NGINX_PORT ;; varnish) port=$VARNISH_PORT ;;
       esac
-      read -r rps mbs < <(run_wrk "http://$HOST:$port/bytes/$size")
-      echo "size $size round $round $server: $rps req/s, $mbs MB/s" >&2
+      read -r rps mbs cps < <(run_wrk "$server" "http://$HOST:$port/bytes/$size")
+      echo "size $size round $round $server: $rps req/s, $mbs MB/s, $cps req per CPU-second" >&2
       RPS[$server,$size]+="$rps "
       MBS[$server,$size]+="$mbs "
+      CPS[$server,$size]+="$cps "
     done
   done
 done
 
 goal() { case $1 in 1024) echo 1.5 ;; 65536) echo 1.1 ;; 1048576) echo 1.0 ;; *) echo 1.0 ;; esac; }
+med() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
 echo
-echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS rounds, $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
-printf "%-8s %12s %12s %12s %8s %6s %s\n" size edge_req/s nginx_req/s varnish_req/s ratio goal result
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS rounds, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)," \
+  "edge GOMAXPROCS=${EDGE_GOMAXPROCS:-default}, nginx workers ${NGINX_WORKERS:-auto}, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "requests/s (ratio: edge / the better of nginx and Varnish):"
+printf "%-8s %11s %11s %11s %6s %5s %s\n" size edge nginx varnish ratio goal result
 status=0
 for size in $SIZES; do
-  e=$(echo ${RPS[edge,$size]} | tr ' ' '\n' | median)
-  n=$(echo ${RPS[nginx,$size]} | tr ' ' '\n' | median)
-  v=$(echo ${RPS[varnish,$size]} | tr ' ' '\n' | median)
+  e=$(med "${RPS[edge,$size]}"); n=$(med "${RPS[nginx,$size]}"); v=$(med "${RPS[varnish,$size]}")
   best=$(awk -v a="$n" -v b="$v" 'BEGIN {print (a > b) ? a : b}')
   ratio=$(awk -v e="$e" -v b="$best" 'BEGIN {printf "%.2f", e / b}')
   g=$(goal "$size")
   ok=$(awk -v r="$ratio" -v g="$g" 'BEGIN {print (r >= g) ? "ok" : "BELOW"}')
   [ "$ok" = ok ] || status=1
-  printf "%-8s %12.0f %12.0f %12.0f %8s %6s %s\n" "$size" "$e" "$n" "$v" "$ratio" "$g" "$ok"
+  printf "%-8s %11.0f %11.0f %11.0f %6s %5s %s\n" "$size" "$e" "$n" "$v" "$ratio" "$g" "$ok"
 done
-echo "MB/s (median): $(for size in $SIZES; do printf '%s: edge %s nginx %s varnish %s; ' "$size" \
-  "$(echo ${MBS[edge,$size]} | tr ' ' '\n' | median)" "$(echo ${MBS[nginx,$size]} | tr ' ' '\n' | median)" \
-  "$(echo ${MBS[varnish,$size]} | tr ' ' '\n' | median)"; done)"
+echo "requests per CPU-second of the server's processes (ratio as above):"
+printf "%-8s %11s %11s %11s %6s\n" size edge nginx varnish ratio
+for size in $SIZES; do
+  e=$(med "${CPS[edge,$size]}"); n=$(med "${CPS[nginx,$size]}"); v=$(med "${CPS[varnish,$size]}")
+  best=$(awk -v a="$n" -v b="$v" 'BEGIN {print (a > b) ? a : b}')
+  printf "%-8s %11.0f %11.0f %11.0f %6s\n" "$size" "$e" "$n" "$v" "$(awk -v e="$e" -v b="$best" 'BEGIN {printf "%.2f", (b > 0) ? e / b : 0}')"
+done
+echo "MB/s (median):"
+for size in $SIZES; do
+  printf "%-8s edge %s nginx %s varnish %s\n" "$size" "$(med "${MBS[edge,$size]}")" "$(med "${MBS[nginx,$size]}")" "$(med "${MBS[varnish,$size]}")"
+done
 exit $status
