@@ -32,9 +32,10 @@
 //
 //   - A session's floor is its basic rate: the stream's bitrate for video
 //     where known, else basic_rate_bps (CloudTracker's d_basic, 30 KBps).
-//     Urgent requests within the floor are always served by the edge; the
-//     policy never gives a session less non-urgent allowance than it needs
-//     to reach its floor from what peers and urgent fetches gave it.
+//     Urgent requests within the floor are always served by the edge. For
+//     a client that does not mark urgent requests the policy never gives
+//     less non-urgent allowance than it needs to reach its floor from what
+//     peers and urgent fetches gave it.
 //   - EBU is the non-urgent edge egress drawn by peer-assisted sessions,
 //     divided by the edge capacity. Urgent egress within floors is the
 //     edge's base duty (what keeps playback going, as a pure CDN would);

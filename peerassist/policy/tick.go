@@ -69,6 +69,12 @@ type SessionObs struct {
 	// FloorBps overrides the session's floor (e.g. the rendition it plays);
 	// 0 uses the swarm's basic rate.
 	FloorBps int64
+	// MarksUrgent is true when the client marks the requests it needs now
+	// (edge.UrgentHeader), as the web client and the Go peer do: the edge
+	// then keeps its floor on the urgent path and its allowance need not
+	// reserve it. For a client that never marks urgency the allowance
+	// always includes what it lacks to reach its floor.
+	MarksUrgent bool
 }
 
 // CapacitySource says where the capacity behind EBU came from.
@@ -523,7 +529,9 @@ func (e *Engine) aggregate(obs *Observation, out *Decision, sec float64) (egress
 				// The floor is kept whatever happens; beyond it the
 				// session could use up to its demand.
 				have := peer + a.urgentBps
-				a.guarantee = math.Max(0, a.floorBps-have)
+				if !s.MarksUrgent {
+					a.guarantee = math.Max(0, a.floorBps-have)
+				}
 				want := math.Min(float64(s.DemandBps), maxDemandBps)
 				if want <= 0 {
 					want = math.Max(e.p.HighRateBps, a.floorBps)

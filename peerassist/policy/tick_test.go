@@ -100,6 +100,36 @@ func TestTickFloors(t *testing.T) {
 	}
 }
 
+// TestTickMarksUrgent: a client that marks urgent requests keeps its floor
+// on the urgent path, so its allowance reserves nothing for it; one that
+// does not gets the floor in its allowance even when stopped.
+func TestTickMarksUrgent(t *testing.T) {
+	e := newTestEngine(t, func(p *Params) { p.EdgeCapacityBps = 10e6 }) // headroom 4 Mbit/s
+	obs := Observation{Now: t0, Interval: tick, Swarms: []SwarmObs{{Key: "v", BitrateBps: 1e6, Video: true}}}
+	for i := range 8 {
+		obs.Sessions = append(obs.Sessions, SessionObs{
+			ID: fmt.Sprint(i), Swarm: "v", MarksUrgent: i%2 == 0,
+			EdgeNonUrgentBytes: bytesFor(1e6), DemandBps: 1e6,
+		})
+	}
+	var d Decision
+	e.Tick(&obs, &d) // EBU 0.8: 4 of 8 stopped
+	if d.StopK != 4 {
+		t.Fatalf("StopK = %d, want 4", d.StopK)
+	}
+	if d.GuaranteeBps != 4e6 {
+		t.Errorf("GuaranteeBps = %g, want 4e6 (the four that do not mark urgency)", d.GuaranteeBps)
+	}
+	for i, s := range d.Sessions {
+		if i%2 == 1 && s.AllowanceBps < 1e6-1 {
+			t.Errorf("session %d does not mark urgency: allowance %d below its floor", i, s.AllowanceBps)
+		}
+		if i%2 == 0 && s.Stopped && s.AllowanceBps != 0 {
+			t.Errorf("session %d marks urgency and is stopped: allowance %d, want 0", i, s.AllowanceBps)
+		}
+	}
+}
+
 func TestTickCapacityFromObservedPeak(t *testing.T) {
 	e := newTestEngine(t, func(p *Params) {
 		p.EdgeCapacityBps = 0

@@ -89,6 +89,11 @@ type Surge struct {
 	Sessions int
 	Region   int
 	Item     int
+	// Unannounced crowds fetch from the edge before the coordinator knows
+	// them: the edge admits unknown sessions, so they draw without limit
+	// until the first tick that sees them. Otherwise they get the last
+	// decision's join allowance, as any joining session.
+	Unannounced bool
 }
 
 // Config is a simulation: a workload, the network and the policy.

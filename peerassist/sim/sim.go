@@ -128,6 +128,7 @@ type session struct {
 	wantUrg, wantNon, peerUrg, peerNon, edgeUrg, edgeNon float64
 	uploadCap, uploaded                                  float64
 	done                                                 bool
+	unannounced                                          bool
 }
 
 type swarmKey struct{ isp, item int }
@@ -274,6 +275,7 @@ func (s *simulation) add(a *arrival, wl *workload, t float64) {
 		ss.sizeBits = wl.itemBits[a.item]
 	}
 	ss.swarmKey = key
+	ss.unannounced = a.unannounced
 	if s.cfg.Mode == Update {
 		rg.waiting = append(rg.waiting, ss)
 		return
@@ -309,7 +311,7 @@ func (s *simulation) join(rg *regionState, ss *session) {
 	}
 	ss.swarm = sw
 	sw.sessions = append(sw.sessions, ss)
-	if rg.engine != nil && rg.dec.Tick > 0 && !rg.dec.JoinUnlimited {
+	if rg.engine != nil && rg.dec.Tick > 0 && !rg.dec.JoinUnlimited && !ss.unannounced {
 		// The coordinator gives a session that joins between ticks the
 		// decision's join allowance.
 		ss.allowanceBps = float64(rg.dec.JoinAllowanceBps)
@@ -331,7 +333,7 @@ func (s *simulation) tickRegion(rg *regionState, smp *Sample) (extraBps float64)
 			s.want(ss, level)
 			ss.uploadCap = 0
 			if s.sc.Kind != PureCDN {
-				ss.uploadCap = math.Max(0, ss.budgetBps*dt)
+				ss.uploadCap = max(0, ss.budgetBps*dt)
 			}
 		}
 	}
@@ -350,10 +352,10 @@ func (s *simulation) tickRegion(rg *regionState, smp *Sample) (extraBps float64)
 	urgent, nonUrgent := 0.0, 0.0
 	for _, sw := range rg.swarms {
 		for _, ss := range sw.sessions {
-			ss.edgeUrg = math.Max(0, ss.wantUrg-ss.peerUrg)
-			ss.edgeNon = math.Max(0, ss.wantNon-ss.peerNon)
+			ss.edgeUrg = max(0, ss.wantUrg-ss.peerUrg)
+			ss.edgeNon = max(0, ss.wantNon-ss.peerNon)
 			if !math.IsInf(ss.allowanceBps, 1) {
-				ss.edgeNon = math.Min(ss.edgeNon, ss.allowanceBps*dt)
+				ss.edgeNon = min(ss.edgeNon, ss.allowanceBps*dt)
 			}
 			urgent += ss.edgeUrg
 			nonUrgent += ss.edgeNon
@@ -381,17 +383,17 @@ func (s *simulation) tickRegion(rg *regionState, smp *Sample) (extraBps float64)
 		}
 	}
 	edgeBps := edgeBits / dt
-	rg.peakBps = math.Max(rg.peakBps, edgeBps)
+	rg.peakBps = max(rg.peakBps, edgeBps)
 	smp.EdgeBps += edgeBps
 	smp.EdgeUrgentBps += (edgeBits - extraBits) / dt
 	smp.EdgeNonUrgentBps += extraBits / dt
 	smp.PeerBps += peerBits / dt
 	if rg.capBps > 0 {
 		ebu := extraBits / dt / rg.capBps
-		smp.EBUMax = math.Max(smp.EBUMax, ebu)
+		smp.EBUMax = max(smp.EBUMax, ebu)
 		s.ebuSum += ebu
 		s.ebuN++
-		s.sum.MaxEBU = math.Max(s.sum.MaxEBU, ebu)
+		s.sum.MaxEBU = max(s.sum.MaxEBU, ebu)
 		if ebu > s.cfg.Policy.EBUCap+1e-9 {
 			s.sum.OverCapTicks++
 			rg.overCapRun++
@@ -458,16 +460,16 @@ func (s *simulation) want(ss *session, level float64) {
 	case VoD:
 		r := s.cfg.VoD.BitrateBps
 		linkSec := ss.downBps * dt / r
-		remaining := math.Max(0, ss.lengthSec-ss.fetchedSec)
-		ss.playNeedSec = math.Min(dt, math.Max(0, ss.watchSec-ss.playedSec))
-		urg := math.Min(math.Min(math.Max(0, ss.playNeedSec-ss.bufferSec), remaining), linkSec)
+		remaining := max(0, ss.lengthSec-ss.fetchedSec)
+		ss.playNeedSec = min(dt, max(0, ss.watchSec-ss.playedSec))
+		urg := min(min(max(0, ss.playNeedSec-ss.bufferSec), remaining), linkSec)
 		non := ss.playNeedSec + s.cfg.VoD.Prefetch.Seconds() - ss.bufferSec - urg
-		non = math.Min(math.Max(0, non), math.Min(remaining-urg, linkSec-urg))
-		ss.wantUrg, ss.wantNon = urg*r, math.Max(0, non)*r
+		non = min(max(0, non), min(remaining-urg, linkSec-urg))
+		ss.wantUrg, ss.wantNon = urg*r, max(0, non)*r
 	case Update:
-		remaining := math.Max(0, ss.sizeBits-ss.gotBits)
-		want := math.Min(math.Min(level, ss.downBps)*dt, remaining)
-		urg := math.Min(s.floorBps()*dt, want)
+		remaining := max(0, ss.sizeBits-ss.gotBits)
+		want := min(min(level, ss.downBps)*dt, remaining)
+		urg := min(s.floorBps()*dt, want)
 		ss.wantUrg, ss.wantNon = urg, want-urg
 	}
 }
@@ -501,7 +503,7 @@ func (s *simulation) peersOlderServeYounger(sw *swarm) {
 					head++
 					continue
 				}
-				got := math.Min(left, need)
+				got := min(left, need)
 				s.transfer(up, rx, got, pass == 0)
 				need -= got
 			}
@@ -526,11 +528,11 @@ func (s *simulation) peersPool(sw *swarm) {
 	if supply <= 0 || urg+non <= 0 {
 		return
 	}
-	fu := math.Min(1, supply/math.Max(urg, 1e-300))
+	fu := min(1, supply/max(urg, 1e-300))
 	usedU := fu * urg
 	fn := 0.0
 	if non > 0 {
-		fn = math.Min(1, (supply-usedU)/non)
+		fn = min(1, (supply-usedU)/non)
 	}
 	used := usedU + fn*non
 	share := used / supply // each uploader gives this share of its capacity
@@ -576,7 +578,7 @@ func (s *simulation) advance(ss *session, smp *Sample) {
 		sec := got / s.cfg.VoD.BitrateBps
 		ss.bufferSec += sec
 		ss.fetchedSec += sec
-		play := math.Min(ss.bufferSec, ss.playNeedSec)
+		play := min(ss.bufferSec, ss.playNeedSec)
 		ss.bufferSec -= play
 		ss.playedSec += play
 		if stall := ss.playNeedSec - play; stall > 1e-9 {
@@ -647,6 +649,7 @@ func (s *simulation) policyTick(rg *regionState, now time.Time, smp *Sample) {
 				UploadedBytes:      int64(ss.uploaded / 8),
 				DeclaredUploadBps:  int64(ss.upBps),
 				DemandBps:          int64((ss.wantUrg + ss.wantNon) / s.dt),
+				MarksUrgent:        true,
 			})
 		}
 	}
@@ -682,7 +685,7 @@ func (s *simulation) finish(res *Result) {
 	for _, smp := range res.Series {
 		sum.MeanEdgeBps += smp.EdgeBps / n
 		sum.MeanPeerBps += smp.PeerBps / n
-		sum.PeakEdgeBps = math.Max(sum.PeakEdgeBps, smp.EdgeBps)
+		sum.PeakEdgeBps = max(sum.PeakEdgeBps, smp.EdgeBps)
 		loads = append(loads, smp.EdgeBps)
 	}
 	slices.Sort(loads)

@@ -9,6 +9,9 @@ import (
 // arrival is one session starting.
 type arrival struct {
 	region, isp int
+	// unannounced: the session fetches from the edge before the
+	// coordinator gives it an allowance (part of an Unannounced surge).
+	unannounced bool
 	downBps     float64
 	upBps       float64
 	item        int
@@ -124,7 +127,9 @@ func (w *workload) next(t, dt float64, out []arrival) []arrival {
 			if at >= t+dt {
 				break
 			}
-			out = append(out, w.draw(s.Region, s.Item))
+			a := w.draw(s.Region, s.Item)
+			a.unannounced = s.Unannounced
+			out = append(out, a)
 			w.surgeDone++
 		}
 	}

@@ -93,6 +93,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Update.SharePool, "share-pool", cfg.Update.SharePool, "update: clients of a region and ISP share whatever they download (false: only the same item)")
 	fs.IntVar(&cfg.Surge.Sessions, "surge", 0, "sessions in a flash crowd for one item (0: none)")
 	fs.IntVar(&cfg.Surge.Region, "surge-region", 0, "index of the flash crowd's region")
+	fs.BoolVar(&cfg.Surge.Unannounced, "surge-unannounced", false, "the flash crowd fetches from the edge before the coordinator knows it (no allowance until the next tick)")
 	fs.IntVar(&cfg.Surge.Item, "surge-item", 0, "catalog index of the flash crowd's item (0 is the most popular)")
 	fs.IntVar(&cfg.MaxActive, "max-active", cfg.MaxActive, "abort when more sessions than this are active")
 	fs.Float64Var(&cfg.Policy.EBUCap, "ebu-cap", cfg.Policy.EBUCap, "policy: EBU cap in (0, 1]")
