@@ -25,6 +25,13 @@ type Locator interface {
 	Locate(netip.Addr) region.Locality
 }
 
+// proxyAware is implemented by a Locator that also knows the trusted
+// proxies (region.Locator does): it finds the client behind them from the
+// socket's address and the request's headers.
+type proxyAware interface {
+	ClientAddr(remote netip.Addr, values func(name string) [][]byte) netip.Addr
+}
+
 // LocatorFunc adapts a function to Locator.
 type LocatorFunc func(netip.Addr) region.Locality
 
@@ -44,8 +51,8 @@ type Options struct {
 	// Locator places client addresses. Required.
 	Locator Locator
 	// ClientAddr returns the client address of an upgrade request, honoring
-	// trusted proxies (the region package's extraction). Nil uses the
-	// socket's remote address.
+	// trusted proxies. Nil uses the Locator's ClientAddr method when it has
+	// one (region.Locator does), else the socket's remote address.
 	ClientAddr func(ctx *fasthttp.RequestCtx) netip.Addr
 	// Logger receives connection-level events (abuse, drops, bans). Nil
 	// means slog.Default().
@@ -149,6 +156,12 @@ func New(o Options) (*Coordinator, error) {
 	}
 	if co.log == nil {
 		co.log = slog.Default()
+	}
+	if pa, ok := o.Locator.(proxyAware); ok && co.addrOf == nil {
+		co.addrOf = func(ctx *fasthttp.RequestCtx) netip.Addr {
+			remote, _ := netip.AddrFromSlice(ctx.RemoteIP())
+			return pa.ClientAddr(remote, func(name string) [][]byte { return ctx.Request.Header.PeekAll(name) })
+		}
 	}
 	if co.seed == 0 {
 		var b [8]byte

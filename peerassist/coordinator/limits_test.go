@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/peerassist/edgebox/peerassist/signal"
+	"github.com/peerassist/edgebox/region"
 )
 
 func closeCode(err error) int {
@@ -262,3 +264,51 @@ func TestSwarmsPerConnectionCap(t *testing.T) {
 	c.mustRecv(signal.KindAnnounce)
 	c.join(ih("s3"))
 }
+
+// proxyLocator trusts 127.1.0.100 as a proxy that writes X-Forwarded-For.
+type proxyLocator struct{}
+
+func (proxyLocator) Locate(a netip.Addr) region.Locality { return fakeLocate(a) }
+
+func (proxyLocator) ClientAddr(remote netip.Addr, values func(string) [][]byte) netip.Addr {
+	if remote != netip.MustParseAddr("127.1.0.100") {
+		return remote
+	}
+	v := values("X-Forwarded-For")
+	if len(v) == 0 {
+		return remote
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(string(v[len(v)-1])))
+	if err != nil {
+		return remote
+	}
+	return a
+}
+
+// TestClientBehindTrustedProxy: the locality (and the per-IP cap) apply to
+// the client the Locator finds behind a trusted proxy, not to the proxy.
+func TestClientBehindTrustedProxy(t *testing.T) {
+	e := startEdge(t, testConfig(), func(o *Options) { o.Locator = proxyLocator{} })
+	sw := ih("proxied")
+	lyon, _, err := e.dial("127.1.0.100", http.Header{"X-Forwarded-For": {"127.3.0.7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lyon.join(sw)
+	paris := e.mustDial("127.1.0.2")
+	if r := paris.join(sw); r.Incomplete != 1 {
+		t.Errorf("paris sees %d peers, want only itself (the proxied client is in lyon)", r.Incomplete)
+	}
+	e.co.mu.Lock()
+	n := e.co.perIP[netip.MustParseAddr("127.3.0.7")]
+	e.co.mu.Unlock()
+	if n != 1 {
+		t.Errorf("connections counted for the proxied client: %d, want 1", n)
+	}
+}
+
+// The region package's Locator plugs in as is, proxies included.
+var (
+	_ Locator    = (*region.Locator)(nil)
+	_ proxyAware = (*region.Locator)(nil)
+)
