@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/peerassist/edgebox/edge/cache"
 	"github.com/peerassist/edgebox/peerassist/manifest"
 )
 
@@ -204,9 +205,25 @@ func (s *Server) awaitFill(obj storedObj, key string) (storedObj, bool) {
 			return storedObj{}, false
 		}
 	}
-	info, err := s.store.Lookup(key)
-	if err != nil || info.Version != obj.info.Version || !info.Complete {
-		return storedObj{}, false
+	// The last byte is readable before Commit publishes the version (and
+	// its digests); wait for that, as long as the fill is still ours.
+	var info cache.ObjectInfo
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		var err error
+		info, err = s.store.Lookup(key)
+		if err == nil && info.Version == obj.info.Version && info.Complete {
+			break
+		}
+		f, ok := s.store.InFlight(key)
+		if !ok || f.Info().Version != obj.info.Version || f.Err() != nil || s.baseCtx.Err() != nil {
+			// Done meanwhile (look once more), replaced, failed or shutting down.
+			info, err = s.store.Lookup(key)
+			if err != nil || info.Version != obj.info.Version || !info.Complete {
+				return storedObj{}, false
+			}
+			break
+		}
+		time.Sleep(wait)
 	}
 	m := s.metaOf(&info)
 	if m == nil {

@@ -165,11 +165,16 @@ func TestManifestCollapsed(t *testing.T) {
 			defer wg.Done()
 			if i%2 == 0 {
 				resp, err := e.client.Get(e.url(ManifestPath + "?url=" + url.QueryEscape(objURL)))
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					etags <- resp.Header.Get("ETag")
+				if err != nil {
+					t.Errorf("manifest request: %v", err)
+					return
 				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("manifest request: %d %s", resp.StatusCode, body)
+				}
+				etags <- resp.Header.Get("ETag")
 				return
 			}
 			resp, err := e.client.Get(e.url(objURL))
