@@ -106,6 +106,12 @@ type inbound struct {
 	cancelled bool   // CANCEL sent: drop what arrives until the end
 }
 
+// readyChunk is a complete chunk waiting for the handler.
+type readyChunk struct {
+	key  chunkKey
+	data []byte
+}
+
 // outbound is a chunk the remote requested, being served.
 type outbound struct {
 	key  chunkKey
@@ -127,18 +133,20 @@ type link struct {
 	// remote is an opaque identity for the handler (the remote peer_id).
 	remote string
 
-	writable chan struct{} // buffered amount fell to the low-water mark
-	wake     chan struct{} // control frames or requests were queued
-	done     chan struct{} // closed by close
-	finished chan struct{} // closed after the handler's onClose returned
-	wg       sync.WaitGroup
-	once     sync.Once
+	writable  chan struct{} // buffered amount fell to the low-water mark
+	delivered chan struct{} // chunks were added to ready
+	wake      chan struct{} // control frames or requests were queued
+	done      chan struct{} // closed by close
+	finished  chan struct{} // closed after the handler's onClose returned
+	wg        sync.WaitGroup
+	once      sync.Once
 
 	mu         sync.Mutex
 	ctrl       [][]byte // encoded control frames, sent before data
 	queue      []*outbound
 	queuedB    int // payload bytes in queue not yet sent
 	in         map[chunkKey]*inbound
+	complete   []readyChunk // complete chunks for deliverLoop
 	helloDone  bool
 	remoteMax  int // remote's max_requests
 	remoteServ bool
@@ -152,11 +160,12 @@ func newLink(ch channel, h linkHandler, remote string, cfg linkConfig) *link {
 	cfg.defaults()
 	l := &link{
 		ch: ch, h: h, cfg: cfg, remote: remote,
-		writable: make(chan struct{}, 1),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		finished: make(chan struct{}),
-		in:       make(map[chunkKey]*inbound),
+		writable:  make(chan struct{}, 1),
+		delivered: make(chan struct{}, 1),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		finished:  make(chan struct{}),
+		in:        make(map[chunkKey]*inbound),
 	}
 	ch.SetBufferedAmountLowThreshold(cfg.LowWaterBytes)
 	ch.OnBufferedAmountLow(func() { notify(l.writable) })
@@ -165,9 +174,10 @@ func newLink(ch channel, h linkHandler, remote string, cfg linkConfig) *link {
 		flags |= wire.FlagServes
 	}
 	l.sendCtrl(wire.Hello(flags, uint16(min(cfg.MaxQueued, 0xffff))))
-	l.wg.Add(2)
+	l.wg.Add(3)
 	go l.readLoop()
 	go l.writeLoop()
+	go l.deliverLoop()
 	return l
 }
 
@@ -416,7 +426,14 @@ func (l *link) onData(f wire.Frame) error {
 	l.mu.Unlock()
 	l.downloaded.Add(int64(len(f.Payload)))
 	if complete && !in.cancelled {
-		l.h.onChunk(l, f.Object, f.Chunk, in.data)
+		// Hand the chunk over and get back to reading at once: the
+		// handler verifies it (SHA-256) meanwhile. A reader that dawdles
+		// lets pion's SCTP receive buffer fill, and what it then drops
+		// costs the sender a one-second retransmission timeout.
+		l.mu.Lock()
+		l.complete = append(l.complete, readyChunk{k, in.data})
+		l.mu.Unlock()
+		notify(l.delivered)
 	}
 	return nil
 }
@@ -485,6 +502,34 @@ func (l *link) onCancel(k chunkKey) {
 	l.mu.Unlock()
 	if found {
 		l.sendCtrl(wire.Absent(k.obj, k.chunk, wire.ReasonCancelled))
+	}
+}
+
+// deliverLoop hands complete chunks to the handler, in arrival order, off
+// the reader goroutine. When the link ends it delivers what was complete.
+func (l *link) deliverLoop() {
+	defer l.wg.Done()
+	for {
+		l.mu.Lock()
+		batch := l.complete
+		l.complete = nil
+		l.mu.Unlock()
+		for _, c := range batch {
+			l.h.onChunk(l, c.key.obj, c.key.chunk, c.data)
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		select {
+		case <-l.delivered:
+		case <-l.done:
+			l.mu.Lock()
+			left := len(l.complete)
+			l.mu.Unlock()
+			if left == 0 {
+				return
+			}
+		}
 	}
 }
 

@@ -24,8 +24,11 @@ import (
 // WebTorrent peer) fails the HELLO check and is disconnected.
 const DataChannelLabel = "peerassist"
 
-// sctpReceiveWindowBytes bounds each association's SCTP receive window.
-const sctpReceiveWindowBytes = 512 << 10
+// sctpReceiveWindowBytes bounds each association's SCTP receive window:
+// below pion's 1,000,000-byte inter-layer buffers with DTLS and SCTP
+// overhead, as large as that allows so a reader's short pause does not
+// fill it.
+const sctpReceiveWindowBytes = 768 << 10
 
 // udpBufferBytes is the socket buffer asked for the peer's WebRTC socket.
 const udpBufferBytes = 8 << 20
