@@ -92,6 +92,10 @@ func startNode(t *testing.T, node, url, lib, name, swarm string) *nodeClient {
 	nc.cmd = exec.Command(node, "interop.mjs", url, lib, name, swarm, "1")
 	nc.cmd.Dir = "testdata/npm"
 	nc.cmd.Stderr = &logWriter{t: t, prefix: name + " stderr: "}
+	stdin, err := nc.cmd.StdinPipe() // closed at cleanup: the client leaves
+	if err != nil {
+		t.Fatal(err)
+	}
 	stdout, err := nc.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -113,8 +117,13 @@ func startNode(t *testing.T, node, url, lib, name, swarm string) *nodeClient {
 		close(nc.done)
 	}()
 	t.Cleanup(func() {
-		nc.cmd.Process.Kill()
-		<-nc.done
+		stdin.Close()
+		select {
+		case <-nc.done:
+		case <-time.After(5 * time.Second):
+			nc.cmd.Process.Kill()
+			<-nc.done
+		}
 	})
 	return nc
 }
@@ -191,15 +200,33 @@ func TestNPMClientsInteroperate(t *testing.T) {
 	stream := "https://video.example/live/master.m3u8-main-0"
 	swarmHex := hex.EncodeToString(p2pmlInfoHash(stream))
 
+	var all []*nodeClient
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, nc := range all {
+			nc.mu.Lock()
+			for _, ev := range nc.events {
+				t.Logf("%s: %+v (complete %v incomplete %v)", nc.name, ev, deref(ev.Complete), deref(ev.Incomplete))
+			}
+			nc.mu.Unlock()
+		}
+		t.Logf("coordinator: swarms %+v, offers relayed %d, answers relayed %d, rejected %v", e.co.Swarms(),
+			e.co.tel.offers.Load(), e.co.tel.answers.Load(), rejectedCounts(e.co))
+	})
 	a := startNode(t, node, e.url, "bittorrent-tracker", "A", swarmHex)
+	all = append(all, a)
 	if ev := a.waitEvent(t, "announced", 20*time.Second); ev.Session == "" {
 		t.Errorf("A's announce reply carried no x_session: %+v", ev)
 	}
 	b := startNode(t, node, e.url, "bittorrent-tracker", "B", swarmHex)
+	all = append(all, b)
 	b.waitEvent(t, "announced", 20*time.Second)
 	c := startNode(t, node, e.url, "p2p-media-loader", "C", stream)
+	all = append(all, c)
 	if ev := c.waitEvent(t, "announced", 20*time.Second); ev.Incomplete == nil || *ev.Incomplete != 3 {
-		t.Errorf("C's announce reply: %+v, want incomplete 3", ev)
+		t.Errorf("C's announce reply: incomplete %v, want 3", deref(ev.Incomplete))
 	}
 	for _, nc := range []*nodeClient{a, b, c} {
 		nc.waitEvent(t, "connected", 40*time.Second)
@@ -220,4 +247,21 @@ func TestNPMClientsInteroperate(t *testing.T) {
 	if o, an := e.co.tel.offers.Load(), e.co.tel.answers.Load(); o < 2 || an < 2 {
 		t.Errorf("relayed %d offers and %d answers, want at least 2 each", o, an)
 	}
+}
+
+func deref(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func rejectedCounts(co *Coordinator) map[string]int64 {
+	out := map[string]int64{}
+	for i := range co.tel.rejected {
+		if n := co.tel.rejected[i].Load(); n > 0 {
+			out[reasonNames[i]] = n
+		}
+	}
+	return out
 }

@@ -4,8 +4,10 @@
 //   node interop.mjs <announce-url> <bittorrent-tracker|p2p-media-loader> <name> <stream-or-infohash> <peers-wanted>
 //
 // It prints one JSON object per line: {"event":"announced"|"peer"|"connected"|
-// "scrape"|"warning"|"done", ...} and exits 0 once it has an open WebRTC data
-// channel with peers-wanted other peers (1 by default), or 1 after 40 s.
+// "scrape"|"warning"|"done"|"timeout", ...}: "done" once it has an open WebRTC
+// data channel with peers-wanted other peers (1 by default), "timeout" (and
+// exit status 1) if that takes more than 40 s. It stays in the swarm, for
+// the peers that join later, until its standard input closes.
 //
 // WebRTC is real (@roamhq/wrtc, libwebrtc). To keep the test's traffic on
 // loopback, the session descriptions a peer sends keep only its
@@ -41,11 +43,12 @@ function onConnected (id) {
   out({ event: 'connected', peer: id })
   if (connected.size >= want && !finished) {
     finished = true
-    // Stay a little so our peers finish their own handshakes with us.
-    setTimeout(() => { out({ event: 'done', peers: connected.size }); process.exit(0) }, 1500)
+    out({ event: 'done', peers: connected.size })
   }
 }
-setTimeout(() => { out({ event: 'timeout', peers: connected.size }); process.exit(1) }, 40000)
+setTimeout(() => { if (!finished) { out({ event: 'timeout', peers: connected.size }); process.exit(1) } }, 40000).unref()
+process.stdin.on('end', () => process.exit(0))
+process.stdin.resume()
 
 if (lib === 'bittorrent-tracker') {
   const { default: Client } = await import('bittorrent-tracker')
