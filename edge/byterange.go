@@ -111,11 +111,13 @@ func parseDigits(b []byte) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		if n < limit {
-			n = n*10 + int64(c-'0')
+		if d := int64(c - '0'); n <= (limit-d)/10 {
+			n = n*10 + d
+		} else {
+			n = limit
 		}
 	}
-	return min(n, limit), true
+	return n, true
 }
 
 func trimOWS(b []byte) []byte {
