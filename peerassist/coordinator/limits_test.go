@@ -225,7 +225,13 @@ func maskedFrame(op byte, payload []byte) []byte {
 }
 
 func TestShutdownClosesSockets(t *testing.T) {
-	e := startEdge(t, testConfig(), nil)
+	for _, mode := range []string{"epoll", "goroutine"} {
+		t.Run(mode, func(t *testing.T) { testShutdown(t, mode == "goroutine") })
+	}
+}
+
+func testShutdown(t *testing.T, noEpoll bool) {
+	e := startEdge(t, testConfig(), func(o *Options) { o.NoEpoll = noEpoll })
 	a, b := e.mustDial("127.1.0.1"), e.mustDial("127.1.0.2")
 	a.join(ih("bye"))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -312,3 +318,37 @@ var (
 	_ Locator    = (*region.Locator)(nil)
 	_ proxyAware = (*region.Locator)(nil)
 )
+
+// TestSlowReaderIsClosed: a peer that stops reading gets its frames queued
+// (EPOLLOUT path) up to max_send_queue_bytes, then is closed.
+func TestSlowReaderIsClosed(t *testing.T) {
+	cfg := testConfig()
+	cfg.MessagesPerSecond = 1e6
+	cfg.MessageBurst = 1e6
+	cfg.MaxSendQueueBytes = cfg.MaxMessageBytes
+	e := startEdge(t, cfg, nil)
+	sw := ih("slow")
+	addr := strings.TrimSuffix(strings.TrimPrefix(e.url, "ws://"), "/pa/v1/announce")
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.1.0.2")}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprint(nc, "GET /pa/v1/announce HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	join := signal.Request{Action: signal.ActionAnnounce, InfoHash: sw, PeerID: ih("slow-peer"), NumWant: -1, Left: -1, Uploaded: -1, Downloaded: -1, Have: -1}
+	nc.Write(maskedFrame(opText, join.AppendJSON(nil)))
+	waitFor(t, func() bool { s := e.co.Swarms(); return len(s) == 1 && s[0].Peers == 1 })
+
+	fast := e.mustDial("127.1.0.1")
+	big := []byte(`{"type":"offer","sdp":"` + strings.Repeat("x", 40000) + `"}`)
+	for i := 0; i < 400; i++ {
+		fast.announce(sw, signal.EventUpdate, 1, i, func(r *signal.Request) { r.Offers[0].SDP = big })
+		if e.co.tel.rejected[reasonSlowReader].Load() > 0 {
+			break
+		}
+	}
+	waitFor(t, func() bool { return e.co.tel.rejected[reasonSlowReader].Load() > 0 })
+	waitFor(t, func() bool { s := e.co.Swarms(); return len(s) == 1 && s[0].Peers == 1 })
+}
