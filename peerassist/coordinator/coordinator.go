@@ -81,8 +81,8 @@ var (
 type AdmitFunc func(s SessionInfo, urgent bool) (ok bool, retryAfter time.Duration, reason string)
 
 // Coordinator is the signaling server and session registry of one edge box.
-// Create it with New; it is safe for concurrent use. Close releases every
-// socket and goroutine.
+// Its zero value is not usable: create it with New. It is safe for
+// concurrent use. Close (or Shutdown) releases every socket and goroutine.
 type Coordinator struct {
 	cfg     config.PeerAssist
 	region  string

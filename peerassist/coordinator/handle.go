@@ -1,13 +1,11 @@
 package coordinator
 
 import (
-	"context"
 	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/peerassist/edgebox/peerassist/signal"
 	"github.com/peerassist/edgebox/region"
@@ -15,7 +13,8 @@ import (
 
 // handlerCtx is the scratch state of one reading goroutine: the decoded
 // request, the frames to send once the coordinator's lock is released, and
-// the random source of routing. Not safe for concurrent use.
+// the random source of routing. Create it with Coordinator.newHandlerCtx;
+// it is not safe for concurrent use.
 type handlerCtx struct {
 	// batched: frames wait for flush at the end of an epoll batch (so one
 	// system call carries all of a batch's frames to one socket); else they
@@ -553,6 +552,3 @@ func (co *Coordinator) onClosed(c *conn) {
 		delete(co.perIP, c.ip)
 	}
 }
-
-var _ = trace.SpanKindInternal
-var _ = context.Background

@@ -24,8 +24,8 @@ const maxEvents = 1024
 
 // poller is one epoll loop: it owns the reads of its connections and one
 // read buffer shared by all of them, so an idle connection holds no buffer
-// and no goroutine. Safe for concurrent use (add, remove and watchWrite may
-// come from any goroutine).
+// and no goroutine. Create it with newPoller; add, remove and watchWrite
+// are safe from any goroutine, the rest belongs to the loop.
 type poller struct {
 	co   *Coordinator
 	epfd int

@@ -10,8 +10,8 @@ import (
 
 // session is one viewer's registration: issued on its first announce, kept
 // across reconnections (the client sends x_session back) and for
-// PeerTimeout after its socket is gone. Fields are guarded by
-// Coordinator.mu unless atomic.
+// PeerTimeout after its socket is gone. Created by the announce handler;
+// fields are guarded by Coordinator.mu unless atomic.
 type session struct {
 	id      string
 	c       *conn // nil while detached

@@ -74,8 +74,8 @@ func (s *peerSet) remove(p *peer, which int) {
 
 func (s *peerSet) size() int { return len(s.seeds) + len(s.leeches) }
 
-// swarm is one (region, info_hash). Guarded by Coordinator.mu, except the
-// atomic counters.
+// swarm is one (region, info_hash). Create it with newSwarm (the zero value
+// has no maps). Guarded by Coordinator.mu, except the atomic counters.
 type swarm struct {
 	key      swarmKey
 	ihJSON   []byte // key.infoHash as a JSON binary string
@@ -115,8 +115,8 @@ type pendingOffer struct {
 // reports: a peer may only accuse a peer it was introduced to).
 const maxMet = 32
 
-// peer is one peer_id in one swarm, bound to one connection. Guarded by
-// Coordinator.mu.
+// peer is one peer_id in one swarm, bound to one connection. Built by the
+// announce handler; guarded by Coordinator.mu.
 type peer struct {
 	id       signal.ID
 	idJSON   []byte // id as a JSON binary string, for relays

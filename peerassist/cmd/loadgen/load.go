@@ -153,7 +153,8 @@ func closeAll(conns []*wsConn) {
 }
 
 // tpClient announces with offers as fast as the server replies and answers
-// every offer it receives.
+// every offer it receives. Its counters are atomic (read by the phase);
+// everything else belongs to its goroutine.
 type tpClient struct {
 	ws      *wsConn
 	req     signal.Request
