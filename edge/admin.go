@@ -156,9 +156,23 @@ type Stats struct {
 	BytesServed int64                 `json:"bytes_served"`
 	OriginBytes int64                 `json:"origin_bytes"`
 	Connections ConnStats             `json:"connections"`
-	Cache       cache.Stats           `json:"cache"`
+	Cache       CacheStats            `json:"cache"`
 	Origins     []origin.OriginStatus `json:"origins,omitempty"`
 	Sites       []SiteStatus          `json:"sites"`
+}
+
+// CacheStats are the chunk store's counters (cache.Stats) in JSON.
+type CacheStats struct {
+	Objects       int64 `json:"objects"`
+	Chunks        int64 `json:"chunks"`
+	MemoryBytes   int64 `json:"memory_bytes"`
+	DiskBytes     int64 `json:"disk_bytes"`
+	MemoryHits    int64 `json:"memory_hits"`
+	DiskHits      int64 `json:"disk_hits"`
+	Misses        int64 `json:"misses"`
+	Evictions     int64 `json:"evictions"`
+	CorruptChunks int64 `json:"corrupt_chunks"`
+	Fills         int64 `json:"fills"`
 }
 
 // ConnStats counts public connections.
@@ -192,8 +206,11 @@ func (s *Server) Stats() Stats {
 			Accepted: s.stats.connsAccepted.Load(),
 			Rejected: s.stats.connsRejected.Load(),
 		},
-		Cache: s.store.Stats(),
 	}
+	cs := s.store.Stats()
+	st.Cache = CacheStats{Objects: cs.Objects, Chunks: cs.Chunks, MemoryBytes: cs.MemoryBytes, DiskBytes: cs.DiskBytes,
+		MemoryHits: cs.MemoryHits, DiskHits: cs.DiskHits, Misses: cs.Misses, Evictions: cs.Evictions,
+		CorruptChunks: cs.CorruptChunks, Fills: cs.Fills}
 	if total := st.Hits + st.Stale + st.Misses + st.Revalidated + st.Passes + st.Errors; total > 0 {
 		st.HitRatio = float64(st.Hits+st.Stale) / float64(total)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/peerassist/edgebox/config"
 )
 
@@ -363,5 +365,40 @@ func TestPreflight(t *testing.T) {
 		if !strings.Contains(g.get("Access-Control-Expose-Headers"), h) {
 			t.Errorf("Access-Control-Expose-Headers %q lacks %s", g.get("Access-Control-Expose-Headers"), h)
 		}
+	}
+}
+
+// chunkedOrigin serves /chunked/{n} as n demo bytes without Content-Length
+// (Transfer-Encoding: chunked), cacheable.
+func chunkedOrigin(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		p := string(ctx.Path())
+		if !strings.HasPrefix(p, "/chunked/") {
+			next(ctx)
+			return
+		}
+		n, _ := strconv.ParseInt(strings.TrimPrefix(p, "/chunked/"), 10, 64)
+		ctx.Response.Header.Set("Cache-Control", "max-age=60")
+		ctx.Response.Header.Set("ETag", `"c`+strconv.FormatInt(n, 10)+`"`)
+		ctx.SetBodyStream(bytes.NewReader(demoBytes(n, 0, n)), -1)
+	}
+}
+
+func TestUnknownLengthFill(t *testing.T) {
+	e := newEnv(t, chunkedOrigin)
+	const size = 150_000
+	want := demoBytes(size, 0, size)
+	// A Range on a fill of unknown length is answered 200 in full.
+	r := e.get("/chunked/150000", "Range", "bytes=10-19")
+	if r.status != 200 || !bytes.Equal(r.body, want) || r.get("Cache-Status") != "edge; fwd=uri-miss; fwd-status=200; stored" {
+		t.Fatalf("chunked miss: %d %q, %d bytes", r.status, r.get("Cache-Status"), len(r.body))
+	}
+	waitFor(t, "the fill", func() bool { _, err := e.store.Lookup("demo\x00/chunked/150000"); return err == nil })
+	r = e.get("/chunked/150000", "Range", "bytes=10-19")
+	if r.status != 206 || !bytes.Equal(r.body, want[10:20]) || r.get("Content-Range") != "bytes 10-19/150000" {
+		t.Errorf("chunked hit with Range: %d %q", r.status, r.get("Content-Range"))
+	}
+	if r := e.get("/chunked/150000"); r.get("Content-Length") != "150000" || !bytes.Equal(r.body, want) {
+		t.Errorf("chunked hit: Content-Length %q", r.get("Content-Length"))
 	}
 }

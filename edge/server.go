@@ -236,9 +236,9 @@ func (s *Server) accept(c net.Conn) {
 func rejectConn(c net.Conn, reason string) {
 	msg := "edge: " + reason + "\n"
 	c.SetWriteDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"+
-		"Cache-Status: edge; detail=%s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s",
-		"connection-limit", len(msg), msg)
+	fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nAge: 0\r\n"+
+		"Cache-Status: edge; fwd=bypass; detail=connection-limit\r\nAccess-Control-Allow-Origin: *\r\n"+
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
 	c.Close()
 }
 
