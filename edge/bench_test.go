@@ -21,8 +21,10 @@ import (
 )
 
 // BenchmarkHit measures the handler's hit path: a request for a stored
-// object, answered and written (headers and body) to a discarding writer.
+// object, answered and written (headers and body) to a discarding writer,
+// with the OpenTelemetry SDK installed as the edge binary does.
 func BenchmarkHit(b *testing.B) {
+	installTelemetry(b)
 	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
 			e := newEnv(b, nil)
@@ -67,27 +69,31 @@ func TestProfileServe(t *testing.T) {
 		t.Skip("EDGE_PROFILE_ADDR not set")
 	}
 	secs, _ := strconv.Atoi(os.Getenv("EDGE_PROFILE_SECONDS"))
-	// The OpenTelemetry SDK as the edge binary installs it, so that the
-	// profile includes the cost of spans and metrics.
-	tel, err := edgetelemetry.Setup(context.Background(), config.DefaultTelemetry(), edgetelemetry.Options{LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		tel.Shutdown(context.Background())
-		otel.SetTracerProvider(nooptrace.NewTracerProvider())
-		otel.SetMeterProvider(noopmetric.NewMeterProvider())
-	}()
+	installTelemetry(t)
 	e := newEnv(t, nil, func(c *config.Config, _ *Options) {
 		c.Cache.ChunkBytes = 256 << 10
 		c.Cache.MemoryBytes = 1 << 30
 	})
-	var ln net.Listener
-	ln, err = net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go e.srv.Serve(ln)
 	t.Logf("serving on %s for %ds", addr, secs)
 	time.Sleep(time.Duration(secs) * time.Second)
+}
+
+// installTelemetry installs the OpenTelemetry SDK as the edge binary does
+// (edge/telemetry), so that measurements include spans and metrics, and
+// restores no-op providers afterwards.
+func installTelemetry(tb testing.TB) {
+	tel, err := edgetelemetry.Setup(context.Background(), config.DefaultTelemetry(), edgetelemetry.Options{LogOutput: io.Discard})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		tel.Shutdown(context.Background())
+		otel.SetTracerProvider(nooptrace.NewTracerProvider())
+		otel.SetMeterProvider(noopmetric.NewMeterProvider())
+	})
 }

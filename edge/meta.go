@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // objMeta is the HTTP layer's metadata of one stored object version: what
@@ -48,13 +50,21 @@ type objMeta struct {
 	VaryMarker bool `json:"vary_marker,omitempty"`
 
 	// Derived on decode, not stored.
-	hdr          []hdrField // Header as byte slices, for writes without allocation
-	notModHdr    []hdrField // the subset sent with a 304 (RFC 9110 sec. 15.4.5)
-	lastModTime  time.Time
-	hasAccRanges bool
+	hdr         []hdrField // Header as byte slices, for writes without allocation
+	notModHdr   []hdrField // the subset sent with a 304 (RFC 9110 sec. 15.4.5)
+	lastModTime time.Time
+	// tmpl is the response header of a hit, built once: status, stored
+	// fields, Accept-Ranges and the CORS fields. A hit copies it (one copy
+	// of the field list) and adds Age and Cache-Status. Read-only.
+	tmpl *fasthttp.ResponseHeader
 }
 
 type hdrField struct{ k, v []byte }
+
+var (
+	hdrAcceptRanges = []byte("Accept-Ranges")
+	valBytes        = []byte("bytes")
+)
 
 const metaVersion = 1
 
@@ -86,16 +96,27 @@ func decodeMeta(b []byte) (*objMeta, error) {
 func (m *objMeta) derive() {
 	m.hdr = make([]hdrField, len(m.Header))
 	m.notModHdr = m.notModHdr[:0]
+	m.tmpl = new(fasthttp.ResponseHeader)
+	m.tmpl.DisableNormalizing() // stored names are canonical already
+	m.tmpl.SetNoDefaultContentType(true)
+	m.tmpl.SetStatusCode(m.Status)
+	hasAccRanges := false
 	for i, kv := range m.Header {
 		f := hdrField{k: []byte(kv[0]), v: []byte(kv[1])}
 		m.hdr[i] = f
+		m.tmpl.AddBytesKV(f.k, f.v)
 		switch kv[0] {
 		case "Cache-Control", "Content-Location", "Date", "Etag", "Expires", "Last-Modified", "Vary":
 			m.notModHdr = append(m.notModHdr, f)
 		case "Accept-Ranges":
-			m.hasAccRanges = true
+			hasAccRanges = true
 		}
 	}
+	if m.Status == fasthttp.StatusOK && !hasAccRanges {
+		m.tmpl.SetCanonical(hdrAcceptRanges, valBytes)
+	}
+	m.tmpl.SetCanonical(hdrACAO, valStar)
+	m.tmpl.SetCanonical(hdrACEH, valExposeHeaders)
 	if m.LastModified != "" {
 		if t, err := http.ParseTime(m.LastModified); err == nil {
 			m.lastModTime = t

@@ -407,8 +407,8 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 		}
 	}
 
+	m.tmpl.CopyTo(rh) // stored fields, Accept-Ranges and CORS in one copy
 	ctx.SetStatusCode(status)
-	x.setStoredHeaders(m)
 	if status == fasthttp.StatusPartialContent {
 		b := append(x.hdrBuf[:0], "bytes "...)
 		b = strconv.AppendInt(b, off, 10)
@@ -418,11 +418,9 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 		b = strconv.AppendInt(b, size, 10)
 		rh.SetCanonical(hdrContentRange, b)
 	}
-	if (status == fasthttp.StatusOK || status == fasthttp.StatusPartialContent) && !m.hasAccRanges && size >= 0 {
-		rh.SetCanonical(hdrAcceptRanges, valBytes)
-	}
 	x.setAge(m)
-	x.setCommonHeaders()
+	x.hdrBuf = x.cs.appendTo(x.hdrBuf[:0])
+	rh.SetCanonical(hdrCacheStatus, x.hdrBuf)
 	switch {
 	case x.head:
 		if n >= 0 {
@@ -452,11 +450,7 @@ func (s *Server) storeReadError(info *cache.ObjectInfo, err error) error {
 	return errRetry
 }
 
-var (
-	hdrContentRange = []byte("Content-Range")
-	hdrAcceptRanges = []byte("Accept-Ranges")
-	valBytes        = []byte("bytes")
-)
+var hdrContentRange = []byte("Content-Range")
 
 func (x *exchange) setStoredHeaders(m *objMeta) {
 	rh := &x.ctx.Response.Header
