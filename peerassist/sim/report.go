@@ -18,7 +18,8 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// Report is a set of scenarios run over one workload.
+// Report is a set of scenarios run over one workload: plain data once
+// RunAll returns.
 type Report struct {
 	Config Config
 	// CapacityBps is each region's edge capacity in the peer-assisted and
@@ -227,8 +228,14 @@ func (rep *Report) plotEdgeLoad(path string) error {
 	p.X.Label.Text = "time (hours)"
 	p.Y.Label.Text = "edge egress (Mbit/s)"
 	p.Legend.Top = true
+	p.Y.Min = 0
+	top := 0.0
 	for i, r := range rep.Results {
-		l, err := plotter.NewLine(bucketed(r.Series, func(s Sample) float64 { return s.EdgeBps / 1e6 }))
+		xys := bucketed(r.Series, func(s Sample) float64 { return s.EdgeBps / 1e6 })
+		for _, xy := range xys {
+			top = max(top, xy.Y)
+		}
+		l, err := plotter.NewLine(xys)
 		if err != nil {
 			return fmt.Errorf("plotting %s: %w", path, err)
 		}
@@ -237,6 +244,7 @@ func (rep *Report) plotEdgeLoad(path string) error {
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("%s (mean %.1f)", r.Scenario.Name, r.Summary.MeanEdgeBps/1e6), l)
 	}
+	p.Y.Max = 1.3 * max(top, 1e-3) // room for the legend above the lines
 	if err := p.Save(10*vg.Inch, 5*vg.Inch, path); err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
@@ -250,11 +258,16 @@ func (rep *Report) plotEBU(path string) error {
 	p.Y.Label.Text = "EBU"
 	p.Legend.Top = true
 	p.Y.Min = 0
+	top := rep.Config.Policy.EBUCap
 	for i, r := range rep.Results {
 		if r.Scenario.Kind == PureCDN {
 			continue
 		}
-		l, err := plotter.NewLine(bucketed(r.Series, func(s Sample) float64 { return s.EBUMax }))
+		xys := bucketed(r.Series, func(s Sample) float64 { return s.EBUMax })
+		for _, xy := range xys {
+			top = max(top, xy.Y)
+		}
+		l, err := plotter.NewLine(xys)
 		if err != nil {
 			return fmt.Errorf("plotting %s: %w", path, err)
 		}
@@ -269,6 +282,7 @@ func (rep *Report) plotEBU(path string) error {
 	p.Add(capLine)
 	p.Legend.Add(fmt.Sprintf("cap %.2f", rep.Config.Policy.EBUCap), capLine)
 	p.X.Min, p.X.Max = 0, math.Max(rep.Config.Duration.Hours(), 1e-3)
+	p.Y.Max = 1.3 * top
 	if err := p.Save(10*vg.Inch, 5*vg.Inch, path); err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}

@@ -110,6 +110,8 @@ type Result struct {
 // ErrTooManySessions is returned when a run exceeds Config.MaxActive.
 var ErrTooManySessions = fmt.Errorf("sim: too many active sessions")
 
+// session is one viewer or downloading client; its fields in bits are
+// the current tick's.
 type session struct {
 	id          string
 	swarmKey    swarmKey
@@ -140,6 +142,8 @@ type swarm struct {
 	sessions []*session
 }
 
+// regionState is one region's edge: its swarms, its waiting update
+// clients and, in policy runs, its engine and last decision.
 type regionState struct {
 	idx        int
 	waiting    []*session // update clients backing off, in arrival order
@@ -155,6 +159,9 @@ type regionState struct {
 	peakBps    float64
 }
 
+// simulation is the state of one Run: regions, swarms and sessions, and
+// the running totals. Each Run owns one; it is not safe for concurrent use
+// (RunAll runs scenarios in parallel, each with its own).
 type simulation struct {
 	cfg     *Config
 	sc      Scenario
