@@ -52,10 +52,12 @@ type conn struct {
 	state     int
 	fd        int      // epoll mode; -1 otherwise or once released
 	p         *poller  // epoll mode
-	nc        net.Conn // goroutine mode
+	nc        net.Conn // goroutine mode: reads and writes
+	raw       net.Conn // goroutine mode: the socket under nc, to close it
 	out       []byte   // bytes waiting for the socket
 	wantOut   bool     // EPOLLOUT armed
 	closingAt int64    // when stateClosing began
+	closeHard bool     // goroutine mode: close, not half-close, once the close frame is out
 	wake      chan struct{}
 }
 
@@ -219,9 +221,11 @@ func (c *conn) kill(code int, reason string, graceful bool) {
 		}
 		return
 	}
-	// Goroutine mode: the writer sends what is queued, then closes.
+	// Goroutine mode: the writer sends what is queued, then closes (or,
+	// graceful, half-closes and lets the client close).
 	c.out = append(c.out, frame...)
 	c.state = stateClosing
+	c.closeHard = !graceful
 	c.closingAt = c.co.clock()
 	select {
 	case c.wake <- struct{}{}:
@@ -240,7 +244,7 @@ func (c *conn) shutdownLocked() {
 	if c.p != nil {
 		shutdownBoth(c.fd)
 	} else if c.nc != nil {
-		c.nc.Close()
+		c.raw.Close()
 		select {
 		case c.wake <- struct{}{}:
 		default:
@@ -265,7 +269,7 @@ func (c *conn) release() {
 		c.fd = -1
 	}
 	if c.nc != nil {
-		c.nc.Close()
+		c.raw.Close()
 		select {
 		case c.wake <- struct{}{}:
 		default:

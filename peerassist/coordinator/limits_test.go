@@ -352,3 +352,26 @@ func TestSlowReaderIsClosed(t *testing.T) {
 	waitFor(t, func() bool { return e.co.tel.rejected[reasonSlowReader].Load() > 0 })
 	waitFor(t, func() bool { s := e.co.Swarms(); return len(s) == 1 && s[0].Peers == 1 })
 }
+
+// TestCloseDoesNotWaitForClients: Close returns promptly even when clients
+// neither read nor close, in both modes.
+func TestCloseDoesNotWaitForClients(t *testing.T) {
+	for _, noEpoll := range []bool{false, true} {
+		e := startEdge(t, testConfig(), func(o *Options) { o.NoEpoll = noEpoll })
+		addr := strings.TrimSuffix(strings.TrimPrefix(e.url, "ws://"), "/pa/v1/announce")
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		fmt.Fprint(nc, "GET /pa/v1/announce HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+		waitFor(t, func() bool { e.co.mu.Lock(); defer e.co.mu.Unlock(); return len(e.co.conns) == 1 })
+		done := make(chan struct{})
+		go func() { e.co.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Close (noEpoll=%v) still waiting after 5s", noEpoll)
+		}
+	}
+}

@@ -137,7 +137,12 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 		}
 	}
 	if c.p == nil {
-		c.nc = nc
+		// fasthttp's hijacked connection ignores Close unless the server
+		// keeps hijacked connections; close the socket under it.
+		c.nc, c.raw = nc, nc
+		if u, ok := nc.(interface{ UnsafeConn() net.Conn }); ok {
+			c.raw = u.UnsafeConn()
+		}
 		c.wake = make(chan struct{}, 1)
 	}
 
@@ -158,6 +163,12 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 		c.id = co.connSeq
 		co.conns[c] = struct{}{}
 		co.perIP[ip]++
+		if c.p == nil {
+			// Counted here, under the lock that Close takes to mark the
+			// coordinator closed, so Close waits for this connection's
+			// reader and writer.
+			co.wg.Add(2)
+		}
 	}
 	co.mu.Unlock()
 	if refused != "" {
@@ -178,6 +189,9 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 		// Nobody reads c yet: handle the early bytes here.
 		if !c.onBytes(co.newHandlerCtx(c.id), early) {
 			c.release()
+			if c.p == nil {
+				co.wg.Add(-2)
+			}
 			return
 		}
 	}
@@ -215,7 +229,6 @@ func drainBuffered(nc net.Conn) []byte {
 // with a writer goroutine draining its queue.
 func (co *Coordinator) serveGoroutine(c *conn) {
 	nc := c.nc
-	co.wg.Add(2)
 	go func() {
 		defer co.wg.Done()
 		c.writer()
@@ -257,15 +270,18 @@ func (c *conn) writer() {
 		c.wmu.Unlock()
 		switch {
 		case st == stateClosing && pending == 0:
-			// The close frame is out: give the client a moment to answer,
-			// then the reader's EOF or the sweeper releases it.
-			if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			// The close frame is out. Graceful: give the client a moment to
+			// answer; its EOF, or the sweeper, ends the reader.
+			c.wmu.Lock()
+			hard := c.closeHard
+			c.wmu.Unlock()
+			if tc, ok := c.raw.(interface{ CloseWrite() error }); ok && !hard {
 				_ = tc.CloseWrite()
 			} else {
-				c.nc.Close()
+				c.raw.Close()
 			}
 		case st == stateDead || st == stateReleased:
-			c.nc.Close()
+			c.raw.Close()
 			return
 		}
 	}
