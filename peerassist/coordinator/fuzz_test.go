@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/peerassist/edgebox/config"
 	"github.com/peerassist/edgebox/peerassist/signal"
 )
 
@@ -81,6 +82,26 @@ func FuzzParseFrame(f *testing.F) {
 		}
 		if ok && (fr.payload < 0 || fr.payload > 1<<16 || fr.hdrLen > len(b)) {
 			t.Fatalf("bad frame %+v for %d bytes", fr, len(b))
+		}
+	})
+}
+
+// FuzzHandshakeHeaders covers what the upgrade reads from request headers:
+// token lists, the WebSocket key and the Origin/Host site lookup.
+func FuzzHandshakeHeaders(f *testing.F) {
+	f.Add([]byte("keep-alive, Upgrade"), []byte("dGhlIHNhbXBsZSBub25jZQ=="), "https://video.example:443", "open.example")
+	f.Add([]byte(",,"), []byte("===="), "null", "[::1]:80")
+	f.Add([]byte("upgrade"), []byte(""), "http://[::1", "*.example")
+	sites := newSiteTable([]config.Site{{Name: "a", Hosts: []string{"video.example", "*.cdn.example"}}, {Name: "b"}})
+	f.Fuzz(func(t *testing.T, conn, key []byte, origin, host string) {
+		headerHasToken(conn, "upgrade")
+		if validKey(key) {
+			if len(acceptKey(key)) != 28 {
+				t.Fatalf("accept key for %q is not 28 characters", key)
+			}
+		}
+		if s := sites.forRequest(origin, host); s == nil {
+			t.Fatal("no site although a catch-all site exists")
 		}
 	})
 }
