@@ -581,6 +581,11 @@ func (p *Peer) schedule(sw *swarm) {
 			}
 			f := sw.fetches[bi]
 			s, e := f.o.m.ChunkRange(bc)
+			// Keep what a neighbor owes us under SCTP's receive window
+			// (one request at least): see maxInflightBytes.
+			if owed := n.l.outstandingBytes(); owed > 0 && owed+int(e-s) > maxInflightBytes {
+				break
+			}
 			if err := n.l.request(f.o.id, uint32(bc), int(e-s)); err != nil {
 				break
 			}

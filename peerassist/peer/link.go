@@ -252,6 +252,18 @@ func (l *link) received(obj wire.ObjectID, chunk uint32) (int, bool) {
 	return in.got, true
 }
 
+// outstandingBytes is the size of this side's unfinished requests
+// (cancelled ones included).
+func (l *link) outstandingBytes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, in := range l.in {
+		n += len(in.data)
+	}
+	return n
+}
+
 // request asks the remote for chunk, whose length is size bytes.
 func (l *link) request(obj wire.ObjectID, chunk uint32, size int) error {
 	k := chunkKey{obj, chunk}

@@ -638,7 +638,7 @@ func BenchmarkDataPath(b *testing.B) {
 		sb.mu.Unlock()
 		start := time.Now()
 		for next, got := 0, 0; got < chunks; {
-			for next < chunks && lb.outstanding() < 4 {
+			for next < chunks && lb.outstandingBytes()+chunkBytes <= maxInflightBytes {
 				if err := lb.request(7, uint32(next), chunkBytes); err != nil {
 					b.Fatal(err)
 				}

@@ -24,11 +24,24 @@ import (
 // WebTorrent peer) fails the HELLO check and is disconnected.
 const DataChannelLabel = "peerassist"
 
-// sctpReceiveWindowBytes bounds each association's SCTP receive window:
-// below pion's 1,000,000-byte inter-layer buffers with DTLS and SCTP
-// overhead, as large as that allows so a reader's short pause does not
-// fill it.
-const sctpReceiveWindowBytes = 768 << 10
+// sctpReceiveWindowBytes is each association's SCTP receive window, and
+// maxInflightBytes what a peer lets one neighbor owe it (requested, not yet
+// received). Two pion behaviours set them:
+//   - pion drops a DATA chunk that arrives when the receive window is full
+//     (a zero-window probe), and announces the reopened window only with
+//     the next SACK, so the sender waits for its retransmission timeout:
+//     at least one second. A requester that never asks for more than the
+//     window can hold never lets it fill, however late its reader runs.
+//   - pion queues received packets between ICE, DTLS and SCTP in buffers
+//     of 1,000,000 bytes and drops what does not fit, so what is in flight
+//     (with DTLS and SCTP headers) must stay below that.
+//
+// 1 MiB is pion's default window; 768 KiB in flight is three 256 KiB
+// chunks, about 810 KB on the wire.
+const (
+	sctpReceiveWindowBytes = 1 << 20
+	maxInflightBytes       = 768 << 10
+)
 
 // udpBufferBytes is the socket buffer asked for the peer's WebRTC socket.
 const udpBufferBytes = 8 << 20
