@@ -303,7 +303,7 @@ func (a *app) close() {
 		}
 	}
 	if a.coord != nil {
-		a.coord.Close()
+		a.coord.Shutdown(ctx) // close frames (1001 going away), then every socket
 	}
 	if a.pool != nil {
 		a.pool.Close()
