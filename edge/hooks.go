@@ -43,3 +43,14 @@ type SessionGate interface {
 	// parameter). Called once per response, after it was written.
 	Served(sessionID, site, url string, bytes int64)
 }
+
+// UrgencyGate is a SessionGate that also wants to know which served bytes
+// answered urgent requests (the policy keeps each viewer's floor on the
+// urgent path and counts the rest against its allowance). When the
+// SessionGate implements it, the edge calls ServedUrgent instead of Served.
+type UrgencyGate interface {
+	SessionGate
+	// ServedUrgent is Served with the request's urgency (UrgentHeader or
+	// UrgentParam).
+	ServedUrgent(sessionID, site, url string, bytes int64, urgent bool)
+}

@@ -76,8 +76,8 @@ var (
 )
 
 // AdmitFunc decides whether the edge serves a request of a known session
-// now (see edge.SessionGate.Admit). It must be fast and safe for concurrent
-// use.
+// without a Limiter now (see edge.SessionGate.Admit). It must be fast and
+// safe for concurrent use.
 type AdmitFunc func(s SessionInfo, urgent bool) (ok bool, retryAfter time.Duration, reason string)
 
 // Coordinator is the signaling server and session registry of one edge box.
@@ -96,6 +96,8 @@ type Coordinator struct {
 	noEpoll bool
 	tel     *telemetry
 	admit   atomic.Pointer[AdmitFunc]
+	// newLimiter makes the Limiter of a session that has none.
+	newLimiter atomic.Pointer[NewLimiterFunc]
 
 	// Limits derived from cfg.
 	offerMaxAge time.Duration
@@ -112,8 +114,11 @@ type Coordinator struct {
 	connSeq  uint64
 	markGen  uint64 // peer selection generations (see handlerCtx.pick)
 
-	sessMu   sync.RWMutex // guards sessions (lookups from the HTTP path)
-	sessions map[string]*session
+	// sessions maps session IDs to *session. A sync.Map (a concurrent
+	// hash trie) so that the HTTP path's lookups (Admit, Served: one per
+	// request) take no lock; insertions and deletions happen under mu.
+	sessions     sync.Map
+	sessionCount atomic.Int64
 
 	unknownServed atomic.Int64 // bytes Served to unknown sessions
 
@@ -151,7 +156,6 @@ func New(o Options) (*Coordinator, error) {
 		perIP:       map[netip.Addr]int{},
 		bans:        map[banKey]time.Time{},
 		byRegion:    map[string]int{},
-		sessions:    map[string]*session{},
 		stop:        make(chan struct{}),
 	}
 	if co.log == nil {

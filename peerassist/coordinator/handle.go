@@ -495,9 +495,8 @@ func (co *Coordinator) sessionFor(c *conn, want string, site *siteInfo) *session
 	if site != nil {
 		s.site = site.name
 	}
-	co.sessMu.Lock()
-	co.sessions[s.id] = s
-	co.sessMu.Unlock()
+	co.sessions.Store(s.id, s)
+	co.sessionCount.Add(1)
 	c.sess = s
 	return s
 }

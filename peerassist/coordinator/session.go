@@ -34,6 +34,7 @@ type session struct {
 	atBudget        atomic.Bool
 	swarm           atomic.Pointer[swarm] // the swarm of its latest announce
 	policy          atomic.Pointer[signal.Policy]
+	limiter         atomic.Pointer[limiterRef]
 }
 
 type accused struct {
@@ -52,6 +53,9 @@ type SessionInfo struct {
 	Started   time.Time
 	// Swarm is the swarm of the session's latest announce (zero if none).
 	Swarm SwarmID
+	// Seed is true when the session's peer in that swarm holds the whole
+	// content (it announced left 0 or completed).
+	Seed bool
 	// Caps is what the client declared (x_caps).
 	Caps signal.Caps
 	// EdgeServedBytes counts the body bytes the edge served this session
@@ -85,6 +89,7 @@ type SwarmInfo struct {
 	FromPeersBytes, FromEdgeBytes, UploadedBytes int64
 }
 
+// info snapshots the session. Called with co.mu held.
 func (s *session) info() SessionInfo {
 	si := SessionInfo{
 		ID: s.id, Locality: s.loc, Site: s.site, Connected: s.c != nil, Started: s.started, Caps: s.caps,
@@ -93,28 +98,91 @@ func (s *session) info() SessionInfo {
 	}
 	if sw := s.swarm.Load(); sw != nil {
 		si.Swarm = SwarmID{Region: sw.key.region, InfoHash: sw.key.infoHash}
+		if s.c != nil {
+			for _, p := range s.c.peers {
+				if p.sw == sw {
+					si.Seed = p.complete
+					break
+				}
+			}
+		}
 	}
 	return si
 }
 
 func (co *Coordinator) lookupSession(id string) *session {
-	co.sessMu.RLock()
-	s := co.sessions[id]
-	co.sessMu.RUnlock()
-	return s
+	if v, ok := co.sessions.Load(id); ok {
+		return v.(*session)
+	}
+	return nil
+}
+
+// Limiter enforces the policy on one session's HTTP requests to the edge.
+// The policy loop gives each session its own (SetLimiter, or the factory
+// of SetLimiterFactory for sessions that appear between its ticks). Its
+// methods are called on the HTTP path, once per request of the session,
+// possibly concurrently: they must be fast and safe for concurrent use.
+type Limiter interface {
+	// Admit decides whether the edge serves a request now (see
+	// edge.SessionGate.Admit).
+	Admit(urgent bool) (ok bool, retryAfter time.Duration, reason string)
+	// Served records body bytes the edge sent for a request of the
+	// session (url is the request's path and query).
+	Served(url string, bytes int64, urgent bool)
+}
+
+// NewLimiterFunc returns the Limiter of a session that has none yet; it is
+// called at most about once per session, on its first request.
+type NewLimiterFunc func(SessionInfo) Limiter
+
+type limiterRef struct{ l Limiter }
+
+// limiterOf returns the session's Limiter, creating it with the factory
+// when it has none; nil without either.
+func (co *Coordinator) limiterOf(s *session) Limiter {
+	if r := s.limiter.Load(); r != nil {
+		return r.l
+	}
+	f := co.newLimiter.Load()
+	if f == nil {
+		return nil
+	}
+	co.mu.Lock()
+	info := s.info()
+	co.mu.Unlock()
+	l := (*f)(info)
+	if l == nil {
+		return nil
+	}
+	if s.limiter.CompareAndSwap(nil, &limiterRef{l}) {
+		return l
+	}
+	if r := s.limiter.Load(); r != nil {
+		return r.l // another request installed one first
+	}
+	return l
 }
 
 // Admit implements edge.SessionGate (not imported here, so that this package
-// builds without the edge server; coordinator_test checks the method set). Unknown sessions are always admitted
-// (the session may just have expired); known ones are admitted unless the
-// hook installed with SetAdmission says otherwise.
+// builds without the edge server; coordinator_test checks the method set).
+// Unknown sessions are always admitted (the session may just have
+// expired). A known session is asked its Limiter when it has one (or the
+// factory makes one); otherwise the hook installed with SetAdmission
+// decides, and without one the request is admitted.
+//
+// With Limiters the call takes no lock: a lock-free map lookup and the
+// Limiter's own per-session state. The SetAdmission hook, which gets a
+// full SessionInfo snapshot, takes the coordinator's lock.
 func (co *Coordinator) Admit(sessionID string, urgent bool) (bool, time.Duration, string) {
-	f := co.admit.Load()
-	if f == nil {
-		return true, 0, ""
-	}
 	s := co.lookupSession(sessionID)
 	if s == nil {
+		return true, 0, ""
+	}
+	if l := co.limiterOf(s); l != nil {
+		return l.Admit(urgent)
+	}
+	f := co.admit.Load()
+	if f == nil {
 		return true, 0, ""
 	}
 	co.mu.Lock()
@@ -124,8 +192,14 @@ func (co *Coordinator) Admit(sessionID string, urgent bool) (bool, time.Duration
 }
 
 // Served implements edge.SessionGate: it counts bytes the edge served to a
-// session and to the swarm of its latest announce.
+// session and to the swarm of its latest announce, as non-urgent.
 func (co *Coordinator) Served(sessionID, site, url string, bytes int64) {
+	co.ServedUrgent(sessionID, site, url, bytes, false)
+}
+
+// ServedUrgent implements edge.UrgencyGate: Served, knowing whether the
+// request was marked urgent. The session's Limiter is told too.
+func (co *Coordinator) ServedUrgent(sessionID, site, url string, bytes int64, urgent bool) {
 	if bytes <= 0 {
 		return
 	}
@@ -139,9 +213,15 @@ func (co *Coordinator) Served(sessionID, site, url string, bytes int64) {
 		sw.edgeServedBytes.Add(bytes)
 	}
 	co.tel.edgeServed.Add(bytes)
+	if l := co.limiterOf(s); l != nil {
+		l.Served(url, bytes, urgent)
+	}
 }
 
-// SetAdmission installs the admission hook (nil admits everything).
+// SetAdmission installs the admission hook for sessions without a Limiter
+// (nil admits them all). It gets a snapshot of the session, taken under the
+// coordinator's lock on every request: for tests and simple policies; the
+// policy loop uses Limiters.
 func (co *Coordinator) SetAdmission(f AdmitFunc) {
 	if f == nil {
 		co.admit.Store(nil)
@@ -150,14 +230,38 @@ func (co *Coordinator) SetAdmission(f AdmitFunc) {
 	co.admit.Store(&f)
 }
 
+// SetLimiter installs (or, with nil, removes) a session's Limiter.
+func (co *Coordinator) SetLimiter(sessionID string, l Limiter) error {
+	s := co.lookupSession(sessionID)
+	if s == nil {
+		return ErrUnknownSession
+	}
+	if l == nil {
+		s.limiter.Store(nil)
+	} else {
+		s.limiter.Store(&limiterRef{l})
+	}
+	return nil
+}
+
+// SetLimiterFactory installs the factory that gives a session without a
+// Limiter one on its first request (nil: such sessions fall back to the
+// SetAdmission hook).
+func (co *Coordinator) SetLimiterFactory(f NewLimiterFunc) {
+	if f == nil {
+		co.newLimiter.Store(nil)
+		return
+	}
+	co.newLimiter.Store(&f)
+}
+
 // Sessions returns a snapshot of every session, connected or not.
 func (co *Coordinator) Sessions() []SessionInfo {
-	co.sessMu.RLock()
-	list := make([]*session, 0, len(co.sessions))
-	for _, s := range co.sessions {
-		list = append(list, s)
-	}
-	co.sessMu.RUnlock()
+	list := make([]*session, 0, co.sessionCount.Load())
+	co.sessions.Range(func(_, v any) bool {
+		list = append(list, v.(*session))
+		return true
+	})
 	out := make([]SessionInfo, len(list))
 	co.mu.Lock()
 	for i, s := range list {

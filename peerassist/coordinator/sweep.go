@@ -68,15 +68,14 @@ func (co *Coordinator) sweep(now time.Time) {
 	co.mu.Unlock()
 
 	// Sessions whose socket has been gone for peer_timeout.
-	// Lock order: co.mu, then co.sessMu.
 	co.mu.Lock()
-	co.sessMu.Lock()
-	for id, s := range co.sessions {
-		if s.c == nil && now.Sub(s.detachedAt) > co.peerTimeout {
-			delete(co.sessions, id)
+	co.sessions.Range(func(id, v any) bool {
+		if s := v.(*session); s.c == nil && now.Sub(s.detachedAt) > co.peerTimeout {
+			co.sessions.Delete(id)
+			co.sessionCount.Add(-1)
 		}
-	}
-	co.sessMu.Unlock()
+		return true
+	})
 	co.mu.Unlock()
 
 	ping := appendFrame(nil, opPing, nil)

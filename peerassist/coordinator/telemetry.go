@@ -108,9 +108,7 @@ func newTelemetry(co *Coordinator) (*telemetry, error) {
 		o.ObserveInt64(swarms, int64(len(co.swarms)))
 		o.ObserveInt64(conns, int64(len(co.conns)))
 		co.mu.Unlock()
-		co.sessMu.RLock()
-		o.ObserveInt64(sessions, int64(len(co.sessions)))
-		co.sessMu.RUnlock()
+		o.ObserveInt64(sessions, co.sessionCount.Load())
 		o.ObserveInt64(offers, t.offers.Load())
 		o.ObserveInt64(answers, t.answers.Load())
 		for i := range t.rejected {

@@ -210,6 +210,11 @@ type Policy struct {
 	UsePeers bool
 	// Reason says why, for logs and the demo page ("ebu-cap", "hungry").
 	Reason string
+	// SlurpieProbability is the probability, in (0, 1], with which the
+	// peer fetches a chunk nobody in its swarm holds from the edge in one
+	// round (Slurpie's k/n); 0 means not given (the client uses its own
+	// k/n from the swarm size).
+	SlurpieProbability float64
 }
 
 // AppendJSON appends the policy object.
@@ -223,6 +228,10 @@ func (p *Policy) AppendJSON(b []byte) []byte {
 	if p.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendString(b, p.Reason)
+	}
+	if p.SlurpieProbability > 0 && p.SlurpieProbability <= 1 {
+		b = append(b, `,"slurpie_probability":`...)
+		b = strconv.AppendFloat(b, p.SlurpieProbability, 'g', -1, 64)
 	}
 	return append(b, '}')
 }
@@ -249,6 +258,14 @@ func (p *Policy) parse(l *lexer) error {
 			p.UsePeers, err = l.readBool("x_policy.use_peers")
 		case "reason":
 			p.Reason, err = l.readShort("x_policy.reason")
+		case "slurpie_probability":
+			if l.isNull() {
+				return nil
+			}
+			p.SlurpieProbability, err = l.readNumber("x_policy.slurpie_probability")
+			if err == nil && !(p.SlurpieProbability >= 0 && p.SlurpieProbability <= 1) {
+				err = errorf("x_policy.slurpie_probability", "want a probability in [0, 1]")
+			}
 		default:
 			_, err = l.skip("x_policy")
 		}

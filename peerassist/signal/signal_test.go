@@ -329,6 +329,8 @@ func sampleResponses(t testing.TB) []Response {
 		{Kind: KindAnnounce, Action: ActionAnnounce, InfoHash: ih, HasInfoHash: true, Interval: 120, Complete: 3, Incomplete: 4, Session: "abc"},
 		{Kind: KindAnnounce, Action: ActionAnnounce, InfoHash: ih, HasInfoHash: true, Interval: 120, Warning: "w",
 			Policy: &Policy{UploadBudgetBps: 1e6, EdgeAllowanceBps: -1, UsePeers: true, Reason: "ebu-cap"}},
+		{Kind: KindPolicy, Action: ActionAnnounce, InfoHash: ih, HasInfoHash: true,
+			Policy: &Policy{UploadBudgetBps: 333_333, EdgeAllowanceBps: 120_000, UsePeers: false, Reason: "allocated", SlurpieProbability: 0.375}},
 		{Kind: KindOffer, Action: ActionAnnounce, InfoHash: ih, HasInfoHash: true, PeerID: pid, OfferID: ih, SDP: []byte(`{"type":"offer","sdp":"v=0"}`)},
 		{Kind: KindAnswer, Action: ActionAnnounce, InfoHash: ih, HasInfoHash: true, PeerID: pid, OfferID: ih, SDP: []byte(`{"type":"answer","sdp":"v=0"}`)},
 		{Kind: KindScrape, Action: ActionScrape, Files: []ScrapeFile{{ih, 1, 2, 1}, {pid, 0, 0, 0}}, MinRequestInterval: 120},
