@@ -421,7 +421,11 @@ func (x *exchange) finish(bodyBytes int64) {
 	}
 	s.tel.record(x, status)
 	if x.hasSess && s.sessions != nil && x.site != nil && x.cs.label != labelNone {
-		s.sessions.Served(x.session, x.site.name, string(x.tgt.pathQuery()), bodyBytes)
+		if ug, ok := s.sessions.(UrgencyGate); ok {
+			ug.ServedUrgent(x.session, x.site.name, string(x.tgt.pathQuery()), bodyBytes, x.urgent)
+		} else {
+			s.sessions.Served(x.session, x.site.name, string(x.tgt.pathQuery()), bodyBytes)
+		}
 	}
 	if x.tbl != nil && x.tbl.accessLog {
 		s.accessLog(x, status)
