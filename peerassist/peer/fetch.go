@@ -381,6 +381,9 @@ func (p *Peer) chunkFromPeer(n *neighbor, obj wire.ObjectID, c int, data []byte)
 	}
 	m := o.m
 	p.mu.Unlock()
+	// The neighbor's request slot is free already: let the scheduler ask
+	// it for more while this chunk is being verified.
+	n.sw.wake()
 
 	ok := m.Verify(c, data) // outside the lock: SHA-256 of a whole chunk
 

@@ -118,6 +118,7 @@ type memStore struct {
 	mu       sync.Mutex
 	chunks   map[chunkKey][]byte
 	hello    chan wire.Frame
+	arrived  chan struct{} // a chunk arrived, before its verification
 	got      chan chunkKey
 	absent   chan wire.Reason
 	closed   chan error
@@ -128,6 +129,7 @@ type memStore struct {
 
 func newMemStore() *memStore {
 	return &memStore{chunks: map[chunkKey][]byte{}, hello: make(chan wire.Frame, 1), got: make(chan chunkKey, 1024),
+		arrived: make(chan struct{}, 1),
 		absent: make(chan wire.Reason, 64), closed: make(chan error, 1)}
 }
 
@@ -142,6 +144,7 @@ func (s *memStore) onHave(l *link, obj wire.ObjectID, chunk uint32) {}
 func (s *memStore) onBitfield(l *link, f wire.Frame)                {}
 func (s *memStore) onChunk(l *link, obj wire.ObjectID, chunk uint32, data []byte) {
 	k := chunkKey{obj, chunk}
+	notify(s.arrived) // as the peer wakes its scheduler before verifying
 	s.mu.Lock()
 	if want, ok := s.verify[k]; ok && sha256.Sum256(data) != want {
 		s.bad++
@@ -647,6 +650,7 @@ func BenchmarkDataPath(b *testing.B) {
 			select {
 			case <-sb.got:
 				got++
+			case <-sb.arrived:
 			case <-time.After(30 * time.Second):
 				b.Fatal("data path stalled")
 			}
