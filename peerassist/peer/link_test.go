@@ -130,7 +130,7 @@ type memStore struct {
 func newMemStore() *memStore {
 	return &memStore{chunks: map[chunkKey][]byte{}, hello: make(chan wire.Frame, 1), got: make(chan chunkKey, 1024),
 		arrived: make(chan struct{}, 1),
-		absent: make(chan wire.Reason, 64), closed: make(chan error, 1)}
+		absent:  make(chan wire.Reason, 64), closed: make(chan error, 1)}
 }
 
 func (s *memStore) serve(obj wire.ObjectID, chunk uint32) ([]byte, bool) {
