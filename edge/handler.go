@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -206,6 +207,27 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.stats.requests.Add(1)
 	x.req.scan(&ctx.Request.Header)
 	x.startSpan()
+	defer func() {
+		// A bug must cost one request, not the process and every
+		// connection on it.
+		if r := recover(); r != nil {
+			s.log.Error("edge: panic serving a request", "panic", r, "target", string(ctx.Request.Header.RequestURI()),
+				"stack", string(debug.Stack()))
+			if x.streaming {
+				// Closing the attached body stream ends the exchange.
+				ctx.Response.ResetBody()
+				ctx.Response.Reset()
+				ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+				ctx.Response.Header.Set("Cache-Status", "edge; detail=internal-error")
+				ctx.Response.Header.Set("Age", "0")
+			} else {
+				x.cs = cacheStatus{detail: "internal-error", label: labelError}
+				x.writeError(fasthttp.StatusInternalServerError, "edge: internal error")
+				x.finish(-1)
+			}
+			ctx.SetConnectionClose()
+		}
+	}()
 	s.dispatch(x)
 	if !x.streaming {
 		x.finish(-1)

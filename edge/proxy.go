@@ -150,6 +150,9 @@ func (s *Server) serveResult(x *exchange, res fetchResult, leader bool, stale *s
 		if stale != nil && stale.meta.staleIfErrorOK(x.now) {
 			x.cs = cacheStatus{fwd: "stale", fwdStatus: res.status, detail: "stale-if-error", label: labelStale}
 			if s.serveStored(x, *stale, false) == nil {
+				if res.resp != nil {
+					releaseResponse(res.resp)
+				}
 				return true
 			}
 		}

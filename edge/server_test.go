@@ -303,8 +303,16 @@ func TestRoutes(t *testing.T) {
 			{Path: "/pa/v1/whoami", Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("you") }},
 			{Path: "/pa/v1/static/", Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("static " + string(ctx.Path())) }},
 			{Path: "/bytes/7", Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("route wins") }},
+			{Path: "/boom", Handler: func(*fasthttp.RequestCtx) { panic("test panic") }},
 		}
 	})
+	// A panicking handler costs its request a 500, not the process.
+	if r := e.get("/boom"); r.status != 500 || r.get("Cache-Status") == "" {
+		t.Errorf("panicking route: %d %q", r.status, r.get("Cache-Status"))
+	}
+	if !strings.Contains(e.logs.String(), "test panic") {
+		t.Errorf("the panic was not logged")
+	}
 	tests := []struct{ path, body string }{
 		{"/pa/v1/whoami", "you"},
 		{"/pa/v1/static/x.js", "static /pa/v1/static/x.js"},
