@@ -268,14 +268,26 @@ type Engine struct {
 	stops  map[string]time.Time // session ID -> end of its stop hold
 	tick   uint64
 
-	// Scratch reused from tick to tick: a tick over 1M sessions must not
-	// allocate per session.
-	swIdx map[string]int32
-	sw    []swarmAgg
-	ss    []sessAgg
-	cands []StopCandidate
-	ain   []AllocInput
-	aout  []float64
+	// Scratch reused from tick to tick, so that a tick over 1M sessions
+	// allocates nothing once the slices have grown.
+	//
+	// Swarms are numbered densely each tick (swIdx, keys) and sessions
+	// refer to them by number. What the passes over sessions read and add
+	// to per swarm, in the random order sessions come in, is packed apart
+	// from the rest: swarmSums in one cache line, swarmShare and the basic
+	// rate, a few hundred KB for 10,000 swarms that stay in cache. Per
+	// session, sessAgg keeps what decide needs: of the observation it
+	// reads only the ID again.
+	swIdx  map[string]int32
+	keys   []string     // swarm keys by index
+	sw     []swarmAgg   // identity, class, curve and allocation
+	sums   []swarmSums  // totals of the aggregate pass
+	shares []swarmShare // what decide reads and adds to per session
+	basic  []float64    // basic rate: the default floor of its sessions
+	ss     []sessAgg
+	cands  []StopCandidate
+	ain    []AllocInput
+	aout   []float64
 }
 
 type swarmState struct {
@@ -283,44 +295,51 @@ type swarmState struct {
 	lastTick uint64
 }
 
-// swarmAgg is one swarm's totals for the tick.
+// swarmAgg is what the tick knows of a swarm beyond its totals.
 type swarmAgg struct {
-	key        string
-	site       string
-	video      bool
-	implicit   bool
-	basicBps   float64
-	siteFrac   float64 // the site's upload fraction, when siteSet
-	siteSet    bool
-	leechers   int
-	seeds      int
-	sumRateBps float64
-	edgeBps    float64
+	key      string
+	video    bool
+	implicit bool
+	class    Classification
+	state    *swarmState
+	curve    Curve
+	extraBps float64 // the swarm's share of the headroom beyond guarantees
+}
+
+// swarmSums are a swarm's totals over its sessions, in one 64-byte cache
+// line.
+type swarmSums struct {
+	edgeBps    float64 // edge egress (urgent and non-urgent)
 	urgentBps  float64
+	sumRateBps float64 // leechers' download rates
 	guarantee  float64 // sum of the sessions' floor needs
 	need       float64 // sum of what the sessions could use beyond them
 	wantBps    float64
-	eligible   int // sessions that take part in the allocation
-	class      Classification
-	state      *swarmState
-	curve      Curve
-	extraBps   float64 // the swarm's share of the headroom beyond guarantees
-	allowBps   float64
+
+	leechers, seeds int32
+	eligible        int32 // sessions that take part in the allocation
 }
 
-// sessAgg is one session's rates (bits/s) and shares for the tick.
+// swarmShare is what decide reads and adds up per session.
+type swarmShare struct {
+	perNeed  float64 // min(1, extra/need): the part of its need a session gets
+	allowBps float64 // sum of the sessions' allowances
+	siteFrac float64 // the site's upload fraction, when siteSet
+	hasNeed  bool    // need > 0 (perNeed is meaningful)
+	siteSet  bool
+}
+
+// sessAgg is what the aggregate pass found of a session, for decide.
 type sessAgg struct {
 	swarm     int32 // -1: none
 	reason    ReasonCode
 	stopped   bool
-	bad       bool
-	rateBps   float64 // total download rate
-	urgentBps float64 // urgent edge
-	extraBps  float64 // non-urgent edge
-	upBps     float64
-	floorBps  float64
+	atBudget  bool    // its uploads reached its budget
+	floorBps  float64 // its basic rate
 	guarantee float64 // non-urgent edge needed to reach the floor
 	need      float64 // non-urgent edge it could use beyond that
+	extraBps  float64 // non-urgent edge it drew
+	budgetBps float64 // upload budget
 }
 
 // NewEngine returns an engine with the given parameters.
@@ -351,6 +370,10 @@ func (e *Engine) Params() Params { return e.p }
 // across swarms by their response curves (with exploration), and within a
 // swarm in proportion to what each session could use; spread what no
 // swarm can use evenly as slack.
+//
+// Its cost is linear in the sessions (two passes over them, three when
+// EBU is over the cap, four when stops are held) plus the allocation over
+// the swarms; see BenchmarkTickVsAllocate.
 func (e *Engine) Tick(obs *Observation, out *Decision) {
 	e.tick++
 	sessions := slices.Grow(out.Sessions[:0], len(obs.Sessions))[:len(obs.Sessions)]
@@ -363,7 +386,8 @@ func (e *Engine) Tick(obs *Observation, out *Decision) {
 		e.tickWithoutRates(obs, out)
 		return
 	}
-	egress, extraTotal := e.aggregate(obs, out, sec)
+	bps := 8 / sec // bytes in the period to bits/s
+	egress, extraTotal := e.aggregate(obs, out, bps)
 
 	// Capacity: configured, or the observed peak once it is warm.
 	out.EgressBps = math.Max(egress, float64(max(obs.EdgeEgressBytes, 0))*8/sec)
@@ -379,7 +403,7 @@ func (e *Engine) Tick(obs *Observation, out *Decision) {
 	if capKnown {
 		out.EBU = EBU(extraTotal, out.CapacityBps)
 		out.HeadroomBps = e.p.EBUCap * out.CapacityBps
-		e.stopOverCap(obs, out)
+		e.stopOverCap(obs, out, bps)
 	}
 	e.applyHeldStops(obs)
 	slack := 0.0
@@ -389,7 +413,7 @@ func (e *Engine) Tick(obs *Observation, out *Decision) {
 	} else {
 		out.JoinUnlimited = true
 	}
-	e.decide(obs, out, capKnown, slack)
+	e.decide(obs, out, capKnown, slack, bps)
 	e.evictCurves()
 }
 
@@ -399,13 +423,13 @@ func (e *Engine) tickWithoutRates(obs *Observation, out *Decision) {
 	e.indexSwarms(obs, out)
 	for i := range obs.Sessions {
 		s := &obs.Sessions[i]
-		j := e.swarmOf(s, out)
+		j := e.swarmOf(s.Swarm, out)
 		floor := e.floorOf(s, j)
 		if j >= 0 {
 			if s.Seed {
-				e.sw[j].seeds++
+				e.sums[j].seeds++
 			} else {
-				e.sw[j].leechers++
+				e.sums[j].leechers++
 			}
 		}
 		out.Sessions[i] = SessionDecision{
@@ -418,28 +442,36 @@ func (e *Engine) tickWithoutRates(obs *Observation, out *Decision) {
 	out.AllocatedBps = out.GuaranteeBps
 	out.JoinAllowanceBps = toBps(e.p.BasicRateBps)
 	for j := range e.sw {
-		a := &e.sw[j]
-		a.class = Classify(SwarmStats{Leechers: a.leechers, Seeds: a.seeds, BasicRateBps: a.basicBps, Video: a.video, AvgRateBps: math.NaN()})
-		e.swarmDecision(a, out)
+		w, sum := &e.sw[j], &e.sums[j]
+		w.class = Classify(SwarmStats{Leechers: int(sum.leechers), Seeds: int(sum.seeds), BasicRateBps: e.basic[j], Video: w.video, AvgRateBps: math.NaN()})
+		e.swarmDecision(j, out)
 	}
 }
 
-// indexSwarms fills e.sw and e.swIdx from the listed swarms.
+// indexSwarms numbers the listed swarms densely, from 0 in their order,
+// and resets their per-tick state.
 func (e *Engine) indexSwarms(obs *Observation, out *Decision) {
 	clear(e.swIdx)
-	e.sw = e.sw[:0]
+	e.keys, e.sw, e.sums, e.shares, e.basic = e.keys[:0], e.sw[:0], e.sums[:0], e.shares[:0], e.basic[:0]
 	for _, s := range obs.Swarms {
 		if _, dup := e.swIdx[s.Key]; dup || s.Key == "" {
 			out.Degraded.DuplicateSwarms++
 			continue
 		}
-		e.swIdx[s.Key] = int32(len(e.sw))
 		f, set := e.p.SiteUploadFractions[s.Site]
-		e.sw = append(e.sw, swarmAgg{
-			key: s.Key, site: s.Site, video: s.Video, basicBps: e.basicOf(s.BitrateBps, s.Site),
-			siteFrac: f, siteSet: set && s.Site != "",
-		})
+		e.addSwarm(s.Key, s.Video, false, e.basicOf(s.BitrateBps, s.Site), swarmShare{siteFrac: f, siteSet: set && s.Site != ""})
 	}
+}
+
+func (e *Engine) addSwarm(key string, video, implicit bool, basicBps float64, share swarmShare) int32 {
+	j := int32(len(e.sw))
+	e.swIdx[key] = j
+	e.keys = append(e.keys, key)
+	e.sw = append(e.sw, swarmAgg{key: key, video: video, implicit: implicit})
+	e.sums = append(e.sums, swarmSums{})
+	e.shares = append(e.shares, share)
+	e.basic = append(e.basic, basicBps)
+	return j
 }
 
 func (e *Engine) basicOf(bitrateBps int64, site string) float64 {
@@ -452,21 +484,18 @@ func (e *Engine) basicOf(bitrateBps int64, site string) float64 {
 	return e.p.BasicRateBps
 }
 
-// swarmOf returns the index of the session's swarm, adding an implicit one
-// for an unlisted key; -1 for a session without a swarm.
-func (e *Engine) swarmOf(s *SessionObs, out *Decision) int32 {
-	if s.Swarm == "" {
+// swarmOf returns the index of the swarm with the given key, adding an
+// implicit one for an unlisted key; -1 for a session without a swarm.
+func (e *Engine) swarmOf(key string, out *Decision) int32 {
+	if key == "" {
 		out.Degraded.NoSwarm++
 		return -1
 	}
-	if j, ok := e.swIdx[s.Swarm]; ok {
+	if j, ok := e.swIdx[key]; ok {
 		return j
 	}
-	j := int32(len(e.sw))
-	e.swIdx[s.Swarm] = j
-	e.sw = append(e.sw, swarmAgg{key: s.Swarm, implicit: true, basicBps: e.p.BasicRateBps})
 	out.Degraded.ImplicitSwarms++
-	return j
+	return e.addSwarm(key, false, true, e.p.BasicRateBps, swarmShare{})
 }
 
 func (e *Engine) floorOf(s *SessionObs, j int32) float64 {
@@ -474,7 +503,7 @@ func (e *Engine) floorOf(s *SessionObs, j int32) float64 {
 		return float64(s.FloorBps)
 	}
 	if j >= 0 {
-		return e.sw[j].basicBps
+		return e.basic[j]
 	}
 	return e.p.BasicRateBps
 }
@@ -483,8 +512,8 @@ func (e *Engine) floorOf(s *SessionObs, j int32) float64 {
 // the site's part looked up once per swarm.
 func (e *Engine) budgetOf(s *SessionObs, j int32) float64 {
 	f, set := 0.0, false
-	if j >= 0 && e.sw[j].siteSet {
-		f, set = e.sw[j].siteFrac, true
+	if j >= 0 && e.shares[j].siteSet {
+		f, set = e.shares[j].siteFrac, true
 	}
 	if len(e.p.ISPUploadFractions) > 0 && s.ASN != 0 {
 		if v, ok := e.p.ISPUploadFractions[s.ASN]; ok {
@@ -500,77 +529,136 @@ func (e *Engine) budgetOf(s *SessionObs, j int32) float64 {
 	return UploadBudgetBps(f, float64(s.DeclaredUploadBps), e.p.DefaultUploadBps, s.UploadOff)
 }
 
-// aggregate computes each session's rates, floor need and usable extra,
-// and each swarm's totals and class. It returns the edge egress and its
-// non-urgent part.
-func (e *Engine) aggregate(obs *Observation, out *Decision, sec float64) (egressBps, extraBps float64) {
+// sessionRates is one session's rates and needs for the tick, in bits/s.
+type sessionRates struct {
+	bad       bool    // negative counters: nothing it reported is used
+	floorBps  float64 // its basic rate
+	urgentBps float64 // urgent edge
+	extraBps  float64 // non-urgent edge
+	upBps     float64
+	rateBps   float64 // total download rate
+	guarantee float64 // non-urgent edge needed to reach the floor
+	need      float64 // non-urgent edge it could use beyond that
+	wantBps   float64 // what it could use in all (leechers in a swarm)
+}
+
+// sessionRates computes a session's rates from its observation and its
+// swarm's basic rate alone, so every pass of a tick that needs them gets
+// the same values by recomputing them. The explicit float64 conversions
+// round each product: Go may fuse a multiply-add on some architectures,
+// and differently where the result is used differently.
+func (e *Engine) sessionRates(s *SessionObs, j int32, bps float64) (r sessionRates) {
+	r.floorBps = e.floorOf(s, j)
+	if s.EdgeUrgentBytes < 0 || s.EdgeNonUrgentBytes < 0 || s.PeerBytes < 0 || s.UploadedBytes < 0 ||
+		s.DeclaredUploadBps < 0 || s.DemandBps < 0 || s.FloorBps < 0 {
+		// Nothing it reported can be trusted: serve its floor.
+		r.bad, r.guarantee = true, r.floorBps
+		return r
+	}
+	r.urgentBps = float64(float64(s.EdgeUrgentBytes) * bps)
+	r.extraBps = float64(float64(s.EdgeNonUrgentBytes) * bps)
+	r.upBps = float64(float64(s.UploadedBytes) * bps)
+	peer := float64(float64(s.PeerBytes) * bps)
+	r.rateBps = r.urgentBps + r.extraBps + peer
+	switch {
+	case j < 0:
+		r.guarantee = r.floorBps
+	case !s.Seed:
+		// The floor is kept whatever happens; beyond it the session
+		// could use up to its demand.
+		have := peer + r.urgentBps
+		if !s.MarksUrgent {
+			r.guarantee = max(0, r.floorBps-have)
+		}
+		want := min(float64(s.DemandBps), maxDemandBps)
+		if want <= 0 {
+			want = max(e.p.HighRateBps, r.floorBps)
+		}
+		r.wantBps = want
+		r.need = max(0, want-have-r.guarantee)
+	}
+	return r
+}
+
+// aggregate computes each session's swarm, reason and need, and each
+// swarm's totals and class. It returns the edge egress and its non-urgent
+// part.
+func (e *Engine) aggregate(obs *Observation, out *Decision, bps float64) (egressBps, extraBps float64) {
 	e.indexSwarms(obs, out)
 	e.ss = slices.Grow(e.ss[:0], len(obs.Sessions))[:len(obs.Sessions)]
-	bps := 8 / sec
+	// Finding a session's swarm by its key is a map lookup, the largest
+	// cost per session. Two guesses, each checked against the key, save
+	// most of them: sessions usually come in the same order as in the
+	// last tick (e.ss[i] still holds the swarm of the last tick's session
+	// i), or at least swarm by swarm (the last session's swarm). Keys
+	// that share their bytes compare in O(1).
+	lastJ := int32(-1)
 	for i := range obs.Sessions {
 		s := &obs.Sessions[i]
-		a := &e.ss[i]
-		j := e.swarmOf(s, out)
-		*a = sessAgg{swarm: j, floorBps: e.floorOf(s, j)}
-		if s.EdgeUrgentBytes < 0 || s.EdgeNonUrgentBytes < 0 || s.PeerBytes < 0 || s.UploadedBytes < 0 ||
-			s.DeclaredUploadBps < 0 || s.DemandBps < 0 || s.FloorBps < 0 {
-			// Nothing it reported can be trusted: serve its floor.
-			a.bad, a.reason, a.guarantee = true, ReasonBadReport, a.floorBps
+		var j int32
+		switch g := e.ss[i].swarm; {
+		case s.Swarm == "":
+			j = -1
+			out.Degraded.NoSwarm++
+		case uint(g) < uint(len(e.keys)) && e.keys[g] == s.Swarm:
+			j = g
+		case lastJ >= 0 && e.keys[lastJ] == s.Swarm:
+			j = lastJ
+		default:
+			j = e.swarmOf(s.Swarm, out)
+		}
+		lastJ = j
+		r := e.sessionRates(s, j, bps)
+		budget := e.budgetOf(s, j)
+		a := sessAgg{
+			swarm: j, reason: ReasonAllocated,
+			atBudget: budget <= 0 || r.upBps >= budget*(1-atBudgetTolerance),
+			floorBps: r.floorBps, guarantee: r.guarantee, extraBps: r.extraBps, budgetBps: budget,
+		}
+		switch {
+		case r.bad:
+			a.reason = ReasonBadReport
 			out.Degraded.BadReports++
-		} else {
-			a.urgentBps = float64(s.EdgeUrgentBytes) * bps
-			a.extraBps = float64(s.EdgeNonUrgentBytes) * bps
-			a.upBps = float64(s.UploadedBytes) * bps
-			peer := float64(s.PeerBytes) * bps
-			a.rateBps = a.urgentBps + a.extraBps + peer
-			egressBps += a.urgentBps + a.extraBps
-			extraBps += a.extraBps
-			if j >= 0 && !s.Seed {
-				// The floor is kept whatever happens; beyond it the
-				// session could use up to its demand.
-				have := peer + a.urgentBps
-				if !s.MarksUrgent {
-					a.guarantee = math.Max(0, a.floorBps-have)
-				}
-				want := math.Min(float64(s.DemandBps), maxDemandBps)
-				if want <= 0 {
-					want = math.Max(e.p.HighRateBps, a.floorBps)
-				}
-				a.need = math.Max(0, want-have-a.guarantee)
-				w := &e.sw[j]
-				w.need += a.need
-				w.wantBps += want
-				w.eligible++
-			}
+		default:
+			egressBps += r.urgentBps + r.extraBps
+			extraBps += r.extraBps
 		}
 		switch {
 		case j < 0:
-			if !a.bad {
-				a.reason, a.guarantee = ReasonNoSwarm, a.floorBps
+			if !r.bad {
+				a.reason = ReasonNoSwarm
 			}
 		case s.Seed:
 			a.reason = ReasonSeed
-			e.sw[j].seeds++
-		default:
-			w := &e.sw[j]
-			w.leechers++
-			w.sumRateBps += a.rateBps
 		}
 		if j >= 0 {
-			w := &e.sw[j]
-			w.edgeBps += a.urgentBps + a.extraBps
-			w.urgentBps += a.urgentBps
-			w.guarantee += a.guarantee
+			w := &e.sums[j]
+			if !r.bad && !s.Seed {
+				a.need = r.need
+				w.need += r.need
+				w.wantBps += r.wantBps
+				w.eligible++
+			}
+			if s.Seed {
+				w.seeds++
+			} else {
+				w.leechers++
+				w.sumRateBps += r.rateBps
+			}
+			w.edgeBps += r.urgentBps + r.extraBps
+			w.urgentBps += r.urgentBps
+			w.guarantee += r.guarantee
 		}
-		out.GuaranteeBps += a.guarantee
+		out.GuaranteeBps += r.guarantee
+		e.ss[i] = a
 	}
 	for j := range e.sw {
-		w := &e.sw[j]
+		w, sum := &e.sw[j], &e.sums[j]
 		avg := 0.0
-		if w.leechers > 0 {
-			avg = w.sumRateBps / float64(w.leechers)
+		if sum.leechers > 0 {
+			avg = sum.sumRateBps / float64(sum.leechers)
 		}
-		w.class = Classify(SwarmStats{Leechers: w.leechers, Seeds: w.seeds, AvgRateBps: avg, BasicRateBps: w.basicBps, Video: w.video})
+		w.class = Classify(SwarmStats{Leechers: int(sum.leechers), Seeds: int(sum.seeds), AvgRateBps: avg, BasicRateBps: e.basic[j], Video: w.video})
 	}
 	return egressBps, extraBps
 }
@@ -578,7 +666,7 @@ func (e *Engine) aggregate(obs *Observation, out *Decision, sec float64) (egress
 // stop takes a session out of the allocation: it keeps its floor
 // guarantee only. The swarms' totals are recounted by recountNeeds.
 func (e *Engine) stop(a *sessAgg, reason ReasonCode) bool {
-	if a.stopped || a.bad || a.swarm < 0 || a.reason == ReasonSeed {
+	if a.stopped || a.reason == ReasonBadReport || a.swarm < 0 || a.reason == ReasonSeed {
 		return false
 	}
 	a.stopped, a.reason, a.need = true, reason, 0
@@ -590,12 +678,12 @@ func (e *Engine) stop(a *sessAgg, reason ReasonCode) bool {
 // session that reported an absurd demand, from swamping the others in
 // float rounding).
 func (e *Engine) recountNeeds() {
-	for j := range e.sw {
-		e.sw[j].need, e.sw[j].eligible = 0, 0
+	for j := range e.sums {
+		e.sums[j].need, e.sums[j].eligible = 0, 0
 	}
 	for i := range e.ss {
 		if a := &e.ss[i]; a.reason == ReasonAllocated && a.swarm >= 0 {
-			w := &e.sw[a.swarm]
+			w := &e.sums[a.swarm]
 			w.need += a.need
 			w.eligible++
 		}
@@ -605,14 +693,16 @@ func (e *Engine) recountNeeds() {
 // stopOverCap applies CloudTracker's rule when EBU is over the cap: the k
 // sessions with the highest download rates among the N drawing non-urgent
 // edge egress stop non-urgent fetches for StopHold.
-func (e *Engine) stopOverCap(obs *Observation, out *Decision) {
+func (e *Engine) stopOverCap(obs *Observation, out *Decision, bps float64) {
 	if !(out.EBU > e.p.EBUCap) {
 		return
 	}
 	e.cands = e.cands[:0]
 	for i := range e.ss {
-		if a := &e.ss[i]; a.extraBps > 0 && !a.bad && a.swarm >= 0 && a.reason != ReasonSeed {
-			e.cands = append(e.cands, StopCandidate{Index: i, ID: obs.Sessions[i].ID, RateBps: a.rateBps})
+		// Allocated here means: a valid report, in a swarm, not a seed.
+		if a := &e.ss[i]; a.reason == ReasonAllocated && obs.Sessions[i].EdgeNonUrgentBytes > 0 {
+			r := e.sessionRates(&obs.Sessions[i], a.swarm, bps)
+			e.cands = append(e.cands, StopCandidate{Index: i, ID: obs.Sessions[i].ID, RateBps: r.rateBps})
 		}
 	}
 	out.StopN = len(e.cands)
@@ -649,9 +739,20 @@ func (e *Engine) applyHeldStops(obs *Observation) {
 
 // allocate splits the headroom left after the guarantees across swarms by
 // their response curves, explores around the optimum, and records each
-// swarm's extra. It returns the slack per eligible session: the headroom
-// no swarm can use now.
+// swarm's extra and the part of its sessions' needs it covers. It returns
+// the slack per eligible session: the headroom no swarm can use now.
 func (e *Engine) allocate(out *Decision) (slackPerSession float64) {
+	slack := e.allocateExtra(out)
+	for j := range e.sums {
+		if need := e.sums[j].need; need > 0 {
+			e.shares[j].hasNeed = true
+			e.shares[j].perNeed = math.Min(1, e.sw[j].extraBps/need)
+		}
+	}
+	return slack
+}
+
+func (e *Engine) allocateExtra(out *Decision) (slackPerSession float64) {
 	extra := out.HeadroomBps - out.GuaranteeBps
 	if extra <= 0 {
 		out.FloorsOverCap = out.GuaranteeBps > out.HeadroomBps
@@ -660,30 +761,30 @@ func (e *Engine) allocate(out *Decision) (slackPerSession float64) {
 	e.ain = slices.Grow(e.ain[:0], len(e.sw))[:len(e.sw)]
 	e.aout = slices.Grow(e.aout[:0], len(e.sw))[:len(e.sw)]
 	for j := range e.sw {
-		w := &e.sw[j]
+		w, sum := &e.sw[j], &e.sums[j]
 		e.ain[j] = AllocInput{}
-		if w.leechers == 0 {
+		if sum.leechers == 0 {
 			continue
 		}
 		st := e.curves[w.key]
 		if st == nil {
-			st = &swarmState{curve: ResponseCurve{BetaBps: w.basicBps, Memory: e.p.CurveMemory}}
+			st = &swarmState{curve: ResponseCurve{BetaBps: e.basic[j], Memory: e.p.CurveMemory}}
 			e.curves[w.key] = st
 		}
 		st.lastTick = e.tick
-		st.curve.Observe(w.edgeBps, w.sumRateBps)
+		st.curve.Observe(sum.edgeBps, sum.sumRateBps)
 		w.state = st
 		c, ok := st.curve.Fit()
 		if !ok {
-			c = priorCurve(w.leechers, w.basicBps)
+			c = priorCurve(int(sum.leechers), e.basic[j])
 		}
 		w.curve = c
 		// The allocation is of total edge bandwidth (the curve's b): the
 		// swarm keeps its urgent egress and guarantees, and can use up to
 		// its sessions' needs on top, or less where its curve saturates.
-		lo := w.urgentBps + w.guarantee
-		hi := lo + math.Max(w.need, 0)
-		if sat := c.EdgeForRate(w.wantBps); sat < hi {
+		lo := sum.urgentBps + sum.guarantee
+		hi := lo + math.Max(sum.need, 0)
+		if sat := c.EdgeForRate(sum.wantBps); sat < hi {
 			hi = math.Max(sat, lo)
 		}
 		e.ain[j] = AllocInput{Curve: c, MinBps: lo, MaxBps: hi}
@@ -718,8 +819,8 @@ func (e *Engine) allocate(out *Decision) (slackPerSession float64) {
 	// slack, so a session whose demand grows before the next tick is not
 	// held back while the edge has room under the cap.
 	eligible := 0
-	for j := range e.sw {
-		eligible += e.sw[j].eligible
+	for j := range e.sums {
+		eligible += int(e.sums[j].eligible)
 	}
 	if slack := extra - used; slack > 0 {
 		return slack / float64(max(eligible, 1))
@@ -730,57 +831,56 @@ func (e *Engine) allocate(out *Decision) (slackPerSession float64) {
 // decide writes the session decisions (guarantee, plus the swarm's extra
 // in proportion to the session's need, plus slack) and the swarm
 // decisions.
-func (e *Engine) decide(obs *Observation, out *Decision, capKnown bool, slack float64) {
+func (e *Engine) decide(obs *Observation, out *Decision, capKnown bool, slack, bps float64) {
 	extraAfter := 0.0
 	for i := range e.ss {
 		a := &e.ss[i]
-		s := &obs.Sessions[i]
-		d := &out.Sessions[i]
-		budget := e.budgetOf(s, a.swarm)
-		d.ID = s.ID
-		d.FloorBps = toBps(a.floorBps)
-		d.AllowanceBps = 0
-		d.Unlimited = false
-		d.Stopped = a.stopped
-		d.UploadBudgetBps = toBps(budget)
-		d.AtUploadBudget = budget <= 0 || a.upBps >= budget*(1-atBudgetTolerance)
-		d.Reason = Reason{Code: a.reason}
+		d := SessionDecision{
+			ID:              obs.Sessions[i].ID,
+			FloorBps:        toBps(a.floorBps),
+			Stopped:         a.stopped,
+			UploadBudgetBps: toBps(a.budgetBps),
+			AtUploadBudget:  a.atBudget,
+			Reason:          Reason{Code: a.reason},
+		}
 		allow := a.guarantee
 		switch {
 		case a.reason == ReasonAllocated && !capKnown:
 			d.Unlimited = true
 			d.Reason.Code = ReasonMeasuringPeak
 		case a.reason == ReasonAllocated:
-			if w := &e.sw[a.swarm]; w.need > 0 && a.need > 0 {
-				allow += a.need * math.Min(1, w.extraBps/w.need)
+			if sh := &e.shares[a.swarm]; sh.hasNeed && a.need > 0 {
+				allow += a.need * sh.perNeed
 			}
 			allow += slack
 			if out.FloorsOverCap {
 				d.Reason.Code = ReasonFloorsOverCap
 			}
 		case a.reason == ReasonStopped:
+			r := e.sessionRates(&obs.Sessions[i], a.swarm, bps)
 			d.Reason.Detail = fmt.Sprintf("EBU %.3f over cap %.2f: download rate %.0f bit/s is among the %d highest of %d sessions drawing non-urgent edge egress; non-urgent edge fetches stop for %s (floor %.0f bit/s kept)",
-				out.EBU, e.p.EBUCap, a.rateBps, out.StopK, out.StopN, e.p.StopHold, a.floorBps)
+				out.EBU, e.p.EBUCap, r.rateBps, out.StopK, out.StopN, e.p.StopHold, r.floorBps)
 		}
 		if a.stopped {
 			out.Stopped++
 		}
 		if d.Unlimited {
 			extraAfter += a.extraBps
-			continue
+		} else {
+			d.AllowanceBps = toBps(allow)
+			out.AllocatedBps += allow
+			extraAfter += min(a.extraBps, allow)
+			if a.swarm >= 0 {
+				e.shares[a.swarm].allowBps += allow
+			}
 		}
-		d.AllowanceBps = toBps(allow)
-		out.AllocatedBps += allow
-		extraAfter += math.Min(a.extraBps, allow)
-		if a.swarm >= 0 {
-			e.sw[a.swarm].allowBps += allow
-		}
+		out.Sessions[i] = d
 	}
 	if capKnown {
 		out.EBUAfter = EBU(extraAfter, out.CapacityBps)
 	}
 	for j := range e.sw {
-		e.swarmDecision(&e.sw[j], out)
+		e.swarmDecision(j, out)
 	}
 }
 
@@ -793,16 +893,17 @@ const maxDemandBps = 100e9
 // (reports are rounded to chunks).
 const atBudgetTolerance = 0.02
 
-func (e *Engine) swarmDecision(w *swarmAgg, out *Decision) {
+func (e *Engine) swarmDecision(j int, out *Decision) {
+	w, sum := &e.sw[j], &e.sums[j]
 	avg := 0.0
-	if w.leechers > 0 {
-		avg = w.sumRateBps / float64(w.leechers)
+	if sum.leechers > 0 {
+		avg = sum.sumRateBps / float64(sum.leechers)
 	}
 	d := SwarmDecision{
 		Key: w.key, Implicit: w.implicit, Class: w.class.Class, Links: w.class.Links,
-		Leechers: w.leechers, Seeds: w.seeds, AvgRateBps: avg, BasicRateBps: w.basicBps,
-		EdgeBps: w.edgeBps, GuaranteeBps: w.guarantee, AllowanceBps: w.allowBps, Curve: w.curve,
-		SlurpieProbability: SlurpieProbability(e.p.SlurpieK, w.leechers+w.seeds),
+		Leechers: int(sum.leechers), Seeds: int(sum.seeds), AvgRateBps: avg, BasicRateBps: e.basic[j],
+		EdgeBps: sum.edgeBps, GuaranteeBps: sum.guarantee, AllowanceBps: e.shares[j].allowBps, Curve: w.curve,
+		SlurpieProbability: SlurpieProbability(e.p.SlurpieK, int(sum.leechers+sum.seeds)),
 	}
 	if w.state != nil {
 		d.CurveSamples = w.state.curve.Samples()
