@@ -416,3 +416,28 @@ func TestAccessLog(t *testing.T) {
 		t.Errorf("no access log line:\n%s", e.logs.String())
 	}
 }
+
+// urgencyGate records urgency with the bytes served (UrgencyGate).
+type urgencyGate struct {
+	gate
+	urgent []string
+}
+
+func (g *urgencyGate) ServedUrgent(id, site, url string, n int64, urgent bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.urgent = append(g.urgent, fmt.Sprintf("%s %d urgent=%v", id, n, urgent))
+}
+
+func TestUrgencyGate(t *testing.T) {
+	g := &urgencyGate{}
+	e := newEnv(t, nil, func(_ *config.Config, o *Options) { o.Sessions = g })
+	e.get("/bytes/300", SessionHeader, "s1", UrgentHeader, "1")
+	e.get("/bytes/300?pa_session=s2")
+	waitFor(t, "ServedUrgent calls", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.urgent) == 2 })
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if got, want := strings.Join(g.urgent, "|"), "s1 300 urgent=true|s2 300 urgent=false"; got != want || len(g.served) != 0 {
+		t.Errorf("ServedUrgent calls %q, want %q (and no Served calls: %q)", got, want, g.served)
+	}
+}
