@@ -35,7 +35,10 @@ import (
 //     Objects larger than limits.max_object_bytes are passed through with
 //     the client's Range, uncached. Objects of unknown length (chunked from
 //     the origin) are answered 200 in full while they fill: Range is
-//     honored once the length is known.
+//     honored once the length is known. If such a body outgrows the limit,
+//     the fill is aborted, its clients see the connection cut (the length
+//     could not be known in advance) and the URL is passed through for the
+//     next passTTL.
 //   - Responses with Set-Cookie are not stored unless marked public; then
 //     Set-Cookie is never replayed from the cache.
 
