@@ -84,8 +84,7 @@ func newEnv(t testing.TB, wrap func(fasthttp.RequestHandler) fasthttp.RequestHan
 		t.Fatalf("test config: %v", err)
 	}
 	e.cfg = &cfg
-	e.store, err = cache.Open(cache.Options{ChunkBytes: int(cfg.Cache.ChunkBytes), MemoryBytes: int64(cfg.Cache.MemoryBytes),
-		MaxObjectBytes: int64(cfg.Limits.MaxObjectBytes), Logger: logger})
+	e.store, err = openStore(&cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,3 +269,10 @@ func (s *syncBuffer) String() string {
 }
 
 var _ = os.Getenv
+
+// openStore opens the chunk store a configuration describes.
+func openStore(cfg *config.Config, logger *slog.Logger) (*cache.Store, error) {
+	return cache.Open(cache.Options{ChunkBytes: int(cfg.Cache.ChunkBytes), MemoryBytes: int64(cfg.Cache.MemoryBytes),
+		DiskPath: cfg.Cache.DiskPath, DiskBytes: int64(cfg.Cache.DiskBytes), NoFsync: true,
+		MaxObjectBytes: int64(cfg.Limits.MaxObjectBytes), Logger: logger})
+}

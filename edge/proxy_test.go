@@ -2,13 +2,17 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -400,5 +404,62 @@ func TestUnknownLengthFill(t *testing.T) {
 	}
 	if r := e.get("/chunked/150000"); r.get("Content-Length") != "150000" || !bytes.Equal(r.body, want) {
 		t.Errorf("chunked hit: Content-Length %q", r.get("Content-Length"))
+	}
+}
+
+// TestDiskTierRestart: objects on the disk tier are hits after a restart
+// (store reopened, new server), with their HTTP metadata and bytes intact.
+func TestDiskTierRestart(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, nil, func(c *config.Config, _ *Options) {
+		c.Cache.DiskPath = dir
+		c.Cache.DiskBytes = 64 << 20
+	})
+	targets := []string{"/bytes/300000", "/bytes/1000?vary=Accept-Encoding", "/bytes/9?status=404"}
+	for _, p := range targets {
+		e.get(p, "Accept-Encoding", "gzip")
+	}
+	waitFor(t, "the fills", func() bool { return e.store.Stats().Objects >= 4 }) // + the Vary marker
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	store, err := openStore(e.cfg, slog.New(slog.NewTextHandler(e.logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	srv, err := New(Options{Config: e.cfg, Store: store, Origins: e.pool, Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	defer func() {
+		e.client.Transport.(*http.Transport).CloseIdleConnections()
+		srv.Shutdown(context.Background())
+		<-done
+	}()
+	e.addr = ln.Addr().String()
+	for _, p := range targets {
+		r := e.get(p, "Accept-Encoding", "gzip")
+		if !strings.HasPrefix(r.get("Cache-Status"), "edge; hit") {
+			t.Errorf("%s after restart: %d %q", p, r.status, r.get("Cache-Status"))
+		}
+		if strings.HasPrefix(p, "/bytes/300000") && !bytes.Equal(r.body, demoBytes(300000, 0, 300000)) {
+			t.Errorf("%s after restart: body differs", p)
+		}
+	}
+	if hits := e.origin.Origin.TotalHits(); hits != 3 {
+		t.Errorf("origin hits = %d, want 3 (none after the restart)", hits)
 	}
 }
