@@ -1,0 +1,284 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerassist/edgebox/config"
+	"github.com/peerassist/edgebox/peerassist/coordinator"
+	"github.com/peerassist/edgebox/peerassist/policy"
+	"github.com/peerassist/edgebox/peerassist/signal"
+)
+
+// Coordinator is what the loop reads from and acts through:
+// *coordinator.Coordinator implements it.
+type Coordinator interface {
+	Sessions() []coordinator.SessionInfo
+	Swarms() []coordinator.SwarmInfo
+	SetLimiter(sessionID string, l coordinator.Limiter) error
+	SetLimiterFactory(f coordinator.NewLimiterFunc)
+	SetUploadBudgetReached(sessionID string, at bool) error
+	PushPolicy(sessionID string, p signal.Policy) error
+}
+
+var _ Coordinator = (*coordinator.Coordinator)(nil)
+
+// Options configure a Loop.
+type Options struct {
+	// Policy is the config's policy section (tick, cap, capacity, rates,
+	// fractions); Sites give per-site upload fractions and bitrates.
+	Policy config.Policy
+	Sites  []config.Site
+	// Coordinator is the session registry the loop observes and acts on.
+	// Required.
+	Coordinator Coordinator
+	// EgressBytes returns the body bytes the edge sent so far to every
+	// client, with or without a session (edge.Server.Stats().BytesServed):
+	// the observed peak capacity is measured on it. Nil counts only the
+	// peer-assisted sessions' bytes.
+	EgressBytes func() int64
+	// Burst is how much of its allowance a session may save up while idle.
+	// Default: the tick, at most 1s.
+	Burst time.Duration
+	// PolicyRefresh pushes a session's x_policy again after this long even
+	// when it did not change (a client that reconnected, a lost message).
+	// Default 60s.
+	PolicyRefresh time.Duration
+	// OnTick, when set, is called after every tick with its decision
+	// (valid only during the call).
+	OnTick func(*policy.Decision)
+	// Logger receives the loop's events. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Loop is the edge's policy loop (see the package documentation).
+//
+// Create it with New; the zero value is not usable. Tick must not be
+// called concurrently with itself or while Start's goroutine runs; the
+// limiters the loop hands to the coordinator are safe for concurrent use.
+type Loop struct {
+	co       Coordinator
+	eng      *policy.Engine
+	params   policy.Params
+	tick     time.Duration
+	burst    time.Duration
+	refresh  time.Duration
+	egress   func() int64
+	onTick   func(*policy.Decision)
+	log      *slog.Logger
+	tel      *telemetry
+	clock    func() time.Duration // the limiters' monotonic clock
+	reasons  [numReasonCodes]string
+	siteSeen map[string]bool
+
+	// limiters holds every session's limiter: the HTTP path creates them
+	// for new sessions (through the coordinator's factory) while the loop
+	// reads and updates them.
+	limMu    sync.Mutex
+	limiters map[string]*limiter
+	join     atomic.Pointer[joinLimits]
+
+	// The loop's own state (Tick).
+	tickMu     sync.Mutex
+	ticks      atomic.Uint64 // read by the factory (limiter.born)
+	lastTickAt time.Time
+	lastEgress int64
+	sessions   map[string]*sessionState
+	swarmIdx   map[coordinator.SwarmID]int
+	obs        policy.Observation
+	dec        policy.Decision
+	// Parallel to obs.Sessions: the index in the snapshot and of the swarm.
+	obsInfo  []int32
+	obsSwarm []int32
+	allowScr []float64
+
+	runMu           sync.Mutex
+	started, closed bool
+	stop, done      chan struct{}
+}
+
+// joinLimits are the limits of sessions that appear between ticks.
+type joinLimits struct {
+	allowBytesPerSec float64
+	unlimited        bool
+}
+
+// numReasonCodes bounds policy.ReasonCode values (see reasonText).
+const numReasonCodes = 16
+
+// New builds a loop and installs its limiter factory in the coordinator:
+// from then on every session's HTTP requests go through a limiter, which
+// admits everything until the first tick decides.
+func New(o Options) (*Loop, error) {
+	if o.Coordinator == nil {
+		return nil, errors.New("enforce: Options.Coordinator is required")
+	}
+	params, err := policy.ParamsFromConfig(o.Policy, o.Sites)
+	if err != nil {
+		return nil, fmt.Errorf("enforce: %w", err)
+	}
+	eng, err := policy.NewEngine(params)
+	if err != nil {
+		return nil, fmt.Errorf("enforce: %w", err)
+	}
+	l := &Loop{
+		co: o.Coordinator, eng: eng, params: params, tick: o.Policy.Tick.D(),
+		burst: o.Burst, refresh: o.PolicyRefresh, egress: o.EgressBytes, onTick: o.OnTick, log: o.Logger,
+		clock:    monotonic,
+		siteSeen: map[string]bool{}, limiters: map[string]*limiter{}, sessions: map[string]*sessionState{},
+		swarmIdx: map[coordinator.SwarmID]int{},
+		stop:     make(chan struct{}), done: make(chan struct{}),
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	if l.burst <= 0 {
+		l.burst = min(l.tick, time.Second)
+	}
+	if l.refresh <= 0 {
+		l.refresh = time.Minute
+	}
+	for _, s := range o.Sites {
+		l.siteSeen[s.Name] = true
+	}
+	for c := range l.reasons {
+		l.reasons[c] = reasonText(policy.ReasonCode(c))
+	}
+	if l.tel, err = newTelemetry(params.PeakWindow); err != nil {
+		return nil, fmt.Errorf("enforce: telemetry: %w", err)
+	}
+	l.join.Store(&joinLimits{unlimited: true})
+	l.co.SetLimiterFactory(l.newSessionLimiter)
+	return l, nil
+}
+
+// Start runs the loop in a goroutine: a first tick now takes the counters'
+// baseline, then one tick per policy.tick. Stop it with Close.
+func (l *Loop) Start() {
+	l.runMu.Lock()
+	defer l.runMu.Unlock()
+	if l.started || l.closed {
+		return
+	}
+	l.started = true
+	go l.run()
+}
+
+func (l *Loop) run() {
+	defer close(l.done)
+	l.Tick(time.Now())
+	t := time.NewTicker(l.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case now := <-t.C:
+			l.Tick(now)
+		}
+	}
+}
+
+// Close stops the loop (waiting for a tick in progress) and takes the
+// limiters out of the coordinator's sessions, which are then admitted
+// without limit.
+func (l *Loop) Close() error {
+	l.runMu.Lock()
+	if l.closed {
+		l.runMu.Unlock()
+		return nil
+	}
+	l.closed = true
+	started := l.started
+	l.runMu.Unlock()
+	close(l.stop)
+	if started {
+		<-l.done
+	}
+	l.co.SetLimiterFactory(nil)
+	l.limMu.Lock()
+	ids := make([]string, 0, len(l.limiters))
+	for id := range l.limiters {
+		ids = append(ids, id)
+	}
+	clear(l.limiters)
+	l.limMu.Unlock()
+	for _, id := range ids {
+		_ = l.co.SetLimiter(id, nil)
+	}
+	return nil
+}
+
+// newSessionLimiter is the coordinator's limiter factory: a session that
+// appeared since the last tick gets its site's floor and the decision's
+// join allowance.
+func (l *Loop) newSessionLimiter(s coordinator.SessionInfo) coordinator.Limiter {
+	l.limMu.Lock()
+	defer l.limMu.Unlock()
+	if lim := l.limiters[s.ID]; lim != nil {
+		return lim
+	}
+	j := l.join.Load()
+	lim := newLimiter(s.ID, limits{
+		floorBytesPerSec: l.siteFloorBps(s.Site) / 8,
+		allowBytesPerSec: j.allowBytesPerSec,
+		unlimited:        j.unlimited,
+		retryAfter:       l.tick,
+		reason:           reasonJoin,
+	}, l.burst, l.clock)
+	lim.born = l.ticks.Load()
+	l.limiters[s.ID] = lim
+	return lim
+}
+
+// limiterFor returns the session's limiter and whether the loop made it
+// now (it must then be installed).
+func (l *Loop) limiterFor(id string, lim limits) (*limiter, bool) {
+	l.limMu.Lock()
+	defer l.limMu.Unlock()
+	if x := l.limiters[id]; x != nil {
+		return x, false
+	}
+	x := newLimiter(id, lim, l.burst, l.clock)
+	x.born = l.ticks.Load()
+	l.limiters[id] = x
+	return x, true
+}
+
+func (l *Loop) forgetLimiter(id string) {
+	l.limMu.Lock()
+	delete(l.limiters, id)
+	l.limMu.Unlock()
+}
+
+func (l *Loop) existingLimiter(id string) *limiter {
+	l.limMu.Lock()
+	defer l.limMu.Unlock()
+	return l.limiters[id]
+}
+
+// siteFloorBps is the basic rate of a site's swarms.
+func (l *Loop) siteFloorBps(site string) float64 {
+	if b, ok := l.params.SiteBitrateBps[site]; ok && b > 0 {
+		return b
+	}
+	return l.params.BasicRateBps
+}
+
+const reasonJoin = "join: over the edge allowance of new sessions; fetch from peers"
+
+// reasonText is the X-PA-Reason of a refusal under a decision's reason.
+func reasonText(c policy.ReasonCode) string {
+	switch c {
+	case policy.ReasonStopped, policy.ReasonStopHeld:
+		return c.String() + ": the edge is over its EBU cap; fetch non-urgent data from peers"
+	case policy.ReasonFloorsOverCap:
+		return c.String() + ": the edge serves floors only; fetch non-urgent data from peers"
+	default:
+		return c.String() + ": over the edge allowance; fetch from peers"
+	}
+}
