@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/peerassist/edgebox/config"
@@ -87,7 +90,9 @@ func buildConfig(o *options, demoOrigin string) (*config.Config, error) {
 		cfg = c
 	case o.demo:
 		c := config.Default()
-		c.Sites = []config.Site{config.NewSite("demo", demoOrigin)}
+		site := config.NewSite("demo", demoOrigin)
+		site.Hosts = demoHosts(o.listen)
+		c.Sites = []config.Site{site}
 		c.Telemetry.LogFormat = "text"
 		c.Region = demoRegion()
 		cfg = &c
@@ -115,6 +120,28 @@ func buildConfig(o *options, demoOrigin string) (*config.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// demoHosts are the Host names the demo answers: this machine's names and
+// addresses (so a browser elsewhere on the LAN can open it) and the listen
+// host. Other hosts are refused (421): the demo is not an open proxy.
+func demoHosts(listen string) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, _, err := net.SplitHostPort(listen); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	if name, err := os.Hostname(); err == nil && name != "" {
+		hosts = append(hosts, name)
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLinkLocalUnicast() {
+				hosts = append(hosts, ipn.IP.String())
+			}
+		}
+	}
+	slices.Sort(hosts)
+	return slices.Compact(hosts)
 }
 
 // demoRegion places loopback and private (RFC 1918, ULA) addresses in one

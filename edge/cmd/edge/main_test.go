@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -49,5 +50,21 @@ func TestCheck(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDemoConfig(t *testing.T) {
+	cfg, err := buildConfig(&options{demo: true, listen: "127.0.0.5:8080"}, "http://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := cfg.Sites[0].Hosts
+	for _, want := range []string{"localhost", "127.0.0.1", "127.0.0.5"} {
+		if !slices.Contains(hosts, want) {
+			t.Errorf("demo hosts %v lack %s", hosts, want)
+		}
+	}
+	if slices.Contains(hosts, "") || len(cfg.Region.Regions) != 1 {
+		t.Errorf("hosts %v, regions %v", hosts, cfg.Region.Regions)
 	}
 }
