@@ -640,8 +640,14 @@ func (p *Peer) schedule(sw *swarm) {
 			// the seeders of one round pick different chunks.
 			sort.SliceStable(cands, func(a, b int) bool { return cands[a].f.due[cands[a].c].Before(cands[b].f.due[cands[b].c]) })
 			if prob >= 1 || rand.Float64() < prob {
+				// The next due, at random among those due within 2 s of
+				// the earliest (every chunk of a file): seeders of one
+				// round rarely pick the same chunk.
+				first := cands[0].f.due[cands[0].c].Add(2 * time.Second)
+				window := sort.Search(len(cands), func(i int) bool { return cands[i].f.due[cands[i].c].After(first) })
+				window = max(window, min(len(cands), 16))
 				for sw.seeding < maxSeeds && len(cands) > 0 {
-					i := rand.IntN(min(len(cands), 16))
+					i := rand.IntN(min(len(cands), window))
 					pick := cands[i]
 					cands = append(cands[:i], cands[i+1:]...)
 					pick.f.st[pick.c] = stEdge
