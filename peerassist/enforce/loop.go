@@ -41,8 +41,11 @@ type Options struct {
 	// the observed peak capacity is measured on it. Nil counts only the
 	// peer-assisted sessions' bytes.
 	EgressBytes func() int64
-	// Burst is how much of its allowance a session may save up while idle.
-	// Default: the tick, at most 1s.
+	// Burst is how much of its allowance a session may save up while idle:
+	// within a tick a session may draw its allowance for the tick plus the
+	// burst (plus the overshoot of one response). A refused client waits
+	// Retry-After, in whole seconds, so a burst under 1s wastes allowance.
+	// Default 1s, at most the tick.
 	Burst time.Duration
 	// PolicyRefresh pushes a session's x_policy again after this long even
 	// when it did not change (a client that reconnected, a lost message).
@@ -177,8 +180,10 @@ func (l *Loop) run() {
 		select {
 		case <-l.stop:
 			return
-		case now := <-t.C:
-			l.Tick(now)
+		case <-t.C:
+			// The time the tick runs, not the time it was due: the
+			// counters are read now.
+			l.Tick(time.Now())
 		}
 	}
 }
