@@ -271,19 +271,18 @@ type Engine struct {
 	// Scratch reused from tick to tick, so that a tick over 1M sessions
 	// allocates nothing once the slices have grown.
 	//
-	// Swarms are numbered densely each tick (swIdx, keys) and sessions
-	// refer to them by number. What the passes over sessions read and add
-	// to per swarm, in the random order sessions come in, is packed apart
-	// from the rest: swarmSums in one cache line, swarmShare and the basic
-	// rate, a few hundred KB for 10,000 swarms that stay in cache. Per
-	// session, sessAgg keeps what decide needs: of the observation it
-	// reads only the ID again.
+	// Swarms are numbered densely each tick (swIdx) and sessions refer to
+	// them by number. What the passes over sessions read and add to per
+	// swarm, in the random order sessions come in, is packed apart from
+	// the rest: swarmInfo, swarmSums (one cache line) and swarmShare, a
+	// few hundred KB for 10,000 swarms that stay in cache. Per session,
+	// sessAgg keeps what decide needs: of the observation it reads only
+	// the ID again.
 	swIdx  map[string]int32
-	keys   []string     // swarm keys by index
 	sw     []swarmAgg   // identity, class, curve and allocation
 	sums   []swarmSums  // totals of the aggregate pass
 	shares []swarmShare // what decide reads and adds to per session
-	basic  []float64    // basic rate: the default floor of its sessions
+	info   []swarmInfo  // what aggregate reads per session
 	ss     []sessAgg
 	cands  []StopCandidate
 	ain    []AllocInput
@@ -324,8 +323,14 @@ type swarmSums struct {
 type swarmShare struct {
 	perNeed  float64 // min(1, extra/need): the part of its need a session gets
 	allowBps float64 // sum of the sessions' allowances
-	siteFrac float64 // the site's upload fraction, when siteSet
 	hasNeed  bool    // need > 0 (perNeed is meaningful)
+}
+
+// swarmInfo is what aggregate reads of a swarm per session.
+type swarmInfo struct {
+	key      string
+	basicBps float64 // basic rate: the default floor of its sessions
+	siteFrac float64 // the site's upload fraction, when siteSet
 	siteSet  bool
 }
 
@@ -443,7 +448,7 @@ func (e *Engine) tickWithoutRates(obs *Observation, out *Decision) {
 	out.JoinAllowanceBps = toBps(e.p.BasicRateBps)
 	for j := range e.sw {
 		w, sum := &e.sw[j], &e.sums[j]
-		w.class = Classify(SwarmStats{Leechers: int(sum.leechers), Seeds: int(sum.seeds), BasicRateBps: e.basic[j], Video: w.video, AvgRateBps: math.NaN()})
+		w.class = Classify(SwarmStats{Leechers: int(sum.leechers), Seeds: int(sum.seeds), BasicRateBps: e.info[j].basicBps, Video: w.video, AvgRateBps: math.NaN()})
 		e.swarmDecision(j, out)
 	}
 }
@@ -452,25 +457,24 @@ func (e *Engine) tickWithoutRates(obs *Observation, out *Decision) {
 // and resets their per-tick state.
 func (e *Engine) indexSwarms(obs *Observation, out *Decision) {
 	clear(e.swIdx)
-	e.keys, e.sw, e.sums, e.shares, e.basic = e.keys[:0], e.sw[:0], e.sums[:0], e.shares[:0], e.basic[:0]
+	e.sw, e.sums, e.shares, e.info = e.sw[:0], e.sums[:0], e.shares[:0], e.info[:0]
 	for _, s := range obs.Swarms {
 		if _, dup := e.swIdx[s.Key]; dup || s.Key == "" {
 			out.Degraded.DuplicateSwarms++
 			continue
 		}
 		f, set := e.p.SiteUploadFractions[s.Site]
-		e.addSwarm(s.Key, s.Video, false, e.basicOf(s.BitrateBps, s.Site), swarmShare{siteFrac: f, siteSet: set && s.Site != ""})
+		e.addSwarm(s.Key, s.Video, false, e.basicOf(s.BitrateBps, s.Site), f, set && s.Site != "")
 	}
 }
 
-func (e *Engine) addSwarm(key string, video, implicit bool, basicBps float64, share swarmShare) int32 {
+func (e *Engine) addSwarm(key string, video, implicit bool, basicBps, siteFrac float64, siteSet bool) int32 {
 	j := int32(len(e.sw))
 	e.swIdx[key] = j
-	e.keys = append(e.keys, key)
 	e.sw = append(e.sw, swarmAgg{key: key, video: video, implicit: implicit})
 	e.sums = append(e.sums, swarmSums{})
-	e.shares = append(e.shares, share)
-	e.basic = append(e.basic, basicBps)
+	e.shares = append(e.shares, swarmShare{})
+	e.info = append(e.info, swarmInfo{key: key, basicBps: basicBps, siteFrac: siteFrac, siteSet: siteSet})
 	return j
 }
 
@@ -495,7 +499,7 @@ func (e *Engine) swarmOf(key string, out *Decision) int32 {
 		return j
 	}
 	out.Degraded.ImplicitSwarms++
-	return e.addSwarm(key, false, true, e.p.BasicRateBps, swarmShare{})
+	return e.addSwarm(key, false, true, e.p.BasicRateBps, 0, false)
 }
 
 func (e *Engine) floorOf(s *SessionObs, j int32) float64 {
@@ -503,7 +507,7 @@ func (e *Engine) floorOf(s *SessionObs, j int32) float64 {
 		return float64(s.FloorBps)
 	}
 	if j >= 0 {
-		return e.basic[j]
+		return e.info[j].basicBps
 	}
 	return e.p.BasicRateBps
 }
@@ -512,8 +516,8 @@ func (e *Engine) floorOf(s *SessionObs, j int32) float64 {
 // the site's part looked up once per swarm.
 func (e *Engine) budgetOf(s *SessionObs, j int32) float64 {
 	f, set := 0.0, false
-	if j >= 0 && e.shares[j].siteSet {
-		f, set = e.shares[j].siteFrac, true
+	if j >= 0 && e.info[j].siteSet {
+		f, set = e.info[j].siteFrac, true
 	}
 	if len(e.p.ISPUploadFractions) > 0 && s.ASN != 0 {
 		if v, ok := e.p.ISPUploadFractions[s.ASN]; ok {
@@ -600,9 +604,9 @@ func (e *Engine) aggregate(obs *Observation, out *Decision, bps float64) (egress
 		case s.Swarm == "":
 			j = -1
 			out.Degraded.NoSwarm++
-		case uint(g) < uint(len(e.keys)) && e.keys[g] == s.Swarm:
+		case uint(g) < uint(len(e.info)) && e.info[g].key == s.Swarm:
 			j = g
-		case lastJ >= 0 && e.keys[lastJ] == s.Swarm:
+		case lastJ >= 0 && e.info[lastJ].key == s.Swarm:
 			j = lastJ
 		default:
 			j = e.swarmOf(s.Swarm, out)
@@ -658,7 +662,7 @@ func (e *Engine) aggregate(obs *Observation, out *Decision, bps float64) (egress
 		if sum.leechers > 0 {
 			avg = sum.sumRateBps / float64(sum.leechers)
 		}
-		w.class = Classify(SwarmStats{Leechers: int(sum.leechers), Seeds: int(sum.seeds), AvgRateBps: avg, BasicRateBps: e.basic[j], Video: w.video})
+		w.class = Classify(SwarmStats{Leechers: int(sum.leechers), Seeds: int(sum.seeds), AvgRateBps: avg, BasicRateBps: e.info[j].basicBps, Video: w.video})
 	}
 	return egressBps, extraBps
 }
@@ -768,7 +772,7 @@ func (e *Engine) allocateExtra(out *Decision) (slackPerSession float64) {
 		}
 		st := e.curves[w.key]
 		if st == nil {
-			st = &swarmState{curve: ResponseCurve{BetaBps: e.basic[j], Memory: e.p.CurveMemory}}
+			st = &swarmState{curve: ResponseCurve{BetaBps: e.info[j].basicBps, Memory: e.p.CurveMemory}}
 			e.curves[w.key] = st
 		}
 		st.lastTick = e.tick
@@ -776,7 +780,7 @@ func (e *Engine) allocateExtra(out *Decision) (slackPerSession float64) {
 		w.state = st
 		c, ok := st.curve.Fit()
 		if !ok {
-			c = priorCurve(int(sum.leechers), e.basic[j])
+			c = priorCurve(int(sum.leechers), e.info[j].basicBps)
 		}
 		w.curve = c
 		// The allocation is of total edge bandwidth (the curve's b): the
@@ -901,7 +905,7 @@ func (e *Engine) swarmDecision(j int, out *Decision) {
 	}
 	d := SwarmDecision{
 		Key: w.key, Implicit: w.implicit, Class: w.class.Class, Links: w.class.Links,
-		Leechers: int(sum.leechers), Seeds: int(sum.seeds), AvgRateBps: avg, BasicRateBps: e.basic[j],
+		Leechers: int(sum.leechers), Seeds: int(sum.seeds), AvgRateBps: avg, BasicRateBps: e.info[j].basicBps,
 		EdgeBps: sum.edgeBps, GuaranteeBps: sum.guarantee, AllowanceBps: e.shares[j].allowBps, Curve: w.curve,
 		SlurpieProbability: SlurpieProbability(e.p.SlurpieK, int(sum.leechers+sum.seeds)),
 	}
