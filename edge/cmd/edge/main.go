@@ -27,6 +27,7 @@ import (
 	"github.com/peerassist/edgebox/origin"
 	"github.com/peerassist/edgebox/origin/demo"
 	"github.com/peerassist/edgebox/peerassist/coordinator"
+	"github.com/peerassist/edgebox/peerassist/enforce"
 	"github.com/peerassist/edgebox/region"
 	"github.com/peerassist/edgebox/webclient"
 )
@@ -117,6 +118,7 @@ type app struct {
 	pool    *origin.Pool
 	loc     *region.Locator
 	coord   *coordinator.Coordinator
+	policy  *enforce.Loop
 	srv     *edge.Server
 }
 
@@ -201,6 +203,20 @@ func (a *app) start(ctx context.Context, cfg *config.Config) error {
 		}
 		routes = append(routes, edge.Route{Path: "/pa/v1/announce", Handler: a.coord.Handler})
 		sessions = a.coord
+		// The policy loop: every policy.tick it turns the coordinator's
+		// observations into decisions and enforces them (limits on the
+		// sessions' edge requests, x_policy pushes). It starts once the
+		// server, whose egress it measures, exists.
+		a.policy, err = enforce.New(enforce.Options{
+			Policy:      cfg.Policy,
+			Sites:       cfg.Sites,
+			Coordinator: a.coord,
+			EgressBytes: func() int64 { return a.srv.Stats().BytesServed },
+			Logger:      a.log,
+		})
+		if err != nil {
+			return err
+		}
 	}
 	a.srv, err = edge.New(edge.Options{
 		Config:   cfg,
@@ -213,6 +229,9 @@ func (a *app) start(ctx context.Context, cfg *config.Config) error {
 	})
 	if err != nil {
 		return err
+	}
+	if a.policy != nil {
+		a.policy.Start()
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -301,6 +320,9 @@ func (a *app) close() {
 		if err := a.srv.Shutdown(ctx); err != nil && a.log != nil {
 			a.log.Warn("edge: shutdown", "err", err)
 		}
+	}
+	if a.policy != nil {
+		a.policy.Close()
 	}
 	if a.coord != nil {
 		a.coord.Shutdown(ctx) // close frames (1001 going away), then every socket
