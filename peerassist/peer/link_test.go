@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"go.uber.org/goleak"
 	"golang.org/x/time/rate"
 
 	"github.com/peerassist/edgebox/peerassist/wire"
@@ -183,7 +182,7 @@ func waitHello(t testing.TB, s *memStore) wire.Frame {
 }
 
 func TestLinkTransfersChunks(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer verifyNoLeaks(t)
 	p := connectPair(t, "127.0.0.2", "127.0.0.3", nil)
 	defer p.close()
 	sa, sb := newMemStore(), newMemStore()
@@ -237,7 +236,7 @@ func TestLinkTransfersChunks(t *testing.T) {
 }
 
 func TestLinkRequestLimits(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer verifyNoLeaks(t)
 	p := connectPair(t, "127.0.0.2", "127.0.0.3", nil)
 	defer p.close()
 	sa, sb := newMemStore(), newMemStore()
@@ -294,7 +293,7 @@ func TestLinkProtocolViolations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer goleak.VerifyNone(t)
+			defer verifyNoLeaks(t)
 			p := connectPair(t, "127.0.0.2", "127.0.0.3", nil)
 			defer p.close()
 			s := newMemStore()
@@ -333,7 +332,7 @@ func TestLinkProtocolViolations(t *testing.T) {
 }
 
 func TestLinkCancel(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer verifyNoLeaks(t)
 	p := connectPair(t, "127.0.0.2", "127.0.0.3", nil)
 	defer p.close()
 	sa, sb := newMemStore(), newMemStore()
@@ -389,7 +388,7 @@ func TestLinkCancel(t *testing.T) {
 }
 
 func TestLinkPacing(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer verifyNoLeaks(t)
 	p := connectPair(t, "127.0.0.2", "127.0.0.3", nil)
 	defer p.close()
 	sa, sb := newMemStore(), newMemStore()
@@ -441,7 +440,7 @@ func TestLinkPacing(t *testing.T) {
 }
 
 func TestMDNSCandidateDoesNotBreakConnection(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer verifyNoLeaks(t)
 	// Browsers publish host candidates as random .local names. Rewrite
 	// every host candidate of the offer into one; the answerer discards
 	// them, and the connection still opens through the offerer's
