@@ -278,15 +278,18 @@ type Engine struct {
 	// few hundred KB for 10,000 swarms that stay in cache. Per session,
 	// sessAgg keeps what decide needs: of the observation it reads only
 	// the ID again.
-	swIdx  map[string]int32
-	sw     []swarmAgg   // identity, class, curve and allocation
-	sums   []swarmSums  // totals of the aggregate pass
-	shares []swarmShare // what decide reads and adds to per session
-	info   []swarmInfo  // what aggregate reads per session
-	ss     []sessAgg
-	cands  []StopCandidate
-	ain    []AllocInput
-	aout   []float64
+	swIdx   map[string]int32
+	sw      []swarmAgg   // identity, class, curve and allocation
+	sums    []swarmSums  // totals of the aggregate pass
+	shares  []swarmShare // what decide reads and adds to per session
+	info    []swarmInfo  // what aggregate reads per session
+	ss      []sessAgg
+	ranked  []rankedStop // stop candidates
+	hist    []int32      // selectTop's counters
+	held    heldFilter
+	details stopDetails
+	ain     []AllocInput
+	aout    []float64
 }
 
 type swarmState struct {
@@ -344,6 +347,7 @@ type sessAgg struct {
 	guarantee float64 // non-urgent edge needed to reach the floor
 	need      float64 // non-urgent edge it could use beyond that
 	extraBps  float64 // non-urgent edge it drew
+	rateBps   float64 // total download rate
 	budgetBps float64 // upload budget
 }
 
@@ -405,12 +409,15 @@ func (e *Engine) Tick(obs *Observation, out *Decision) {
 		out.CapacityBps, out.CapacitySource = peak, CapacityObservedPeak
 	}
 	capKnown := out.CapacitySource != CapacityUnknown
+	stopped := false
 	if capKnown {
 		out.EBU = EBU(extraTotal, out.CapacityBps)
 		out.HeadroomBps = e.p.EBUCap * out.CapacityBps
-		e.stopOverCap(obs, out, bps)
+		stopped = e.stopOverCap(obs, out)
 	}
-	e.applyHeldStops(obs)
+	if e.applyHeldStops(obs) || stopped {
+		e.recountNeeds()
+	}
 	slack := 0.0
 	if capKnown {
 		slack = e.allocate(out)
@@ -418,7 +425,7 @@ func (e *Engine) Tick(obs *Observation, out *Decision) {
 	} else {
 		out.JoinUnlimited = true
 	}
-	e.decide(obs, out, capKnown, slack, bps)
+	e.decide(obs, out, capKnown, slack)
 	e.evictCurves()
 }
 
@@ -617,7 +624,7 @@ func (e *Engine) aggregate(obs *Observation, out *Decision, bps float64) (egress
 		a := sessAgg{
 			swarm: j, reason: ReasonAllocated,
 			atBudget: budget <= 0 || r.upBps >= budget*(1-atBudgetTolerance),
-			floorBps: r.floorBps, guarantee: r.guarantee, extraBps: r.extraBps, budgetBps: budget,
+			floorBps: r.floorBps, guarantee: r.guarantee, extraBps: r.extraBps, rateBps: r.rateBps, budgetBps: budget,
 		}
 		switch {
 		case r.bad:
@@ -696,49 +703,63 @@ func (e *Engine) recountNeeds() {
 
 // stopOverCap applies CloudTracker's rule when EBU is over the cap: the k
 // sessions with the highest download rates among the N drawing non-urgent
-// edge egress stop non-urgent fetches for StopHold.
-func (e *Engine) stopOverCap(obs *Observation, out *Decision, bps float64) {
+// edge egress stop non-urgent fetches for StopHold. It returns whether it
+// stopped any: the swarms' needs must then be recounted.
+func (e *Engine) stopOverCap(obs *Observation, out *Decision) bool {
 	if !(out.EBU > e.p.EBUCap) {
-		return
+		return false
 	}
-	e.cands = e.cands[:0]
+	e.ranked = e.ranked[:0]
 	for i := range e.ss {
 		// Allocated here means: a valid report, in a swarm, not a seed.
-		if a := &e.ss[i]; a.reason == ReasonAllocated && obs.Sessions[i].EdgeNonUrgentBytes > 0 {
-			r := e.sessionRates(&obs.Sessions[i], a.swarm, bps)
-			e.cands = append(e.cands, StopCandidate{Index: i, ID: obs.Sessions[i].ID, RateBps: r.rateBps})
+		if a := &e.ss[i]; a.reason == ReasonAllocated && a.extraBps > 0 {
+			e.ranked = append(e.ranked, rankedStop{key: rateKey(a.rateBps), idx: int32(i)})
 		}
 	}
-	out.StopN = len(e.cands)
+	out.StopN = len(e.ranked)
 	out.StopK = StopCount(out.StopN, out.EBU, e.p.EBUCap)
-	until := obs.Now.Add(e.p.StopHold)
-	for _, c := range SelectStops(e.cands, out.StopK) {
-		e.stop(&e.ss[c.Index], ReasonStopped)
-		e.stops[c.ID] = until
+	if len(e.hist) == 0 {
+		e.hist = make([]int32, 1<<16)
 	}
-	e.recountNeeds()
+	until := obs.Now.Add(e.p.StopHold)
+	idOf := func(i int32) string { return obs.Sessions[i].ID }
+	for _, c := range selectTop(e.ranked, out.StopK, idOf, e.hist) {
+		e.stop(&e.ss[c.idx], ReasonStopped)
+		e.stops[obs.Sessions[c.idx].ID] = until
+	}
+	return out.StopK > 0
 }
 
 // applyHeldStops marks sessions stopped by earlier ticks and forgets stops
-// whose hold ended.
-func (e *Engine) applyHeldStops(obs *Observation) {
+// whose hold ended. It returns whether it stopped any.
+func (e *Engine) applyHeldStops(obs *Observation) bool {
 	if len(e.stops) == 0 {
-		return
+		return false
 	}
 	for id, until := range e.stops {
 		if !until.After(obs.Now) {
 			delete(e.stops, id)
 		}
 	}
+	if len(e.stops) == 0 {
+		return false
+	}
+	e.held.reset(len(e.stops))
+	for id := range e.stops {
+		e.held.add(id)
+	}
 	changed := false
 	for i := range e.ss {
-		if _, held := e.stops[obs.Sessions[i].ID]; held {
-			changed = e.stop(&e.ss[i], ReasonStopHeld) || changed
+		// Only sessions still allocated can be stopped (see stop).
+		if a := &e.ss[i]; a.reason == ReasonAllocated {
+			if id := obs.Sessions[i].ID; e.held.mayHold(id) {
+				if _, held := e.stops[id]; held {
+					changed = e.stop(a, ReasonStopHeld) || changed
+				}
+			}
 		}
 	}
-	if changed {
-		e.recountNeeds()
-	}
+	return changed
 }
 
 // allocate splits the headroom left after the guarantees across swarms by
@@ -835,8 +856,12 @@ func (e *Engine) allocateExtra(out *Decision) (slackPerSession float64) {
 // decide writes the session decisions (guarantee, plus the swarm's extra
 // in proportion to the session's need, plus slack) and the swarm
 // decisions.
-func (e *Engine) decide(obs *Observation, out *Decision, capKnown bool, slack, bps float64) {
+func (e *Engine) decide(obs *Observation, out *Decision, capKnown bool, slack float64) {
 	extraAfter := 0.0
+	details := &e.details
+	if out.StopK > 0 {
+		details.start(out, &e.p)
+	}
 	for i := range e.ss {
 		a := &e.ss[i]
 		d := SessionDecision{
@@ -861,9 +886,7 @@ func (e *Engine) decide(obs *Observation, out *Decision, capKnown bool, slack, b
 				d.Reason.Code = ReasonFloorsOverCap
 			}
 		case a.reason == ReasonStopped:
-			r := e.sessionRates(&obs.Sessions[i], a.swarm, bps)
-			d.Reason.Detail = fmt.Sprintf("EBU %.3f over cap %.2f: download rate %.0f bit/s is among the %d highest of %d sessions drawing non-urgent edge egress; non-urgent edge fetches stop for %s (floor %.0f bit/s kept)",
-				out.EBU, e.p.EBUCap, r.rateBps, out.StopK, out.StopN, e.p.StopHold, r.floorBps)
+			details.add(out, i, a.rateBps, a.floorBps)
 		}
 		if a.stopped {
 			out.Stopped++
@@ -880,6 +903,7 @@ func (e *Engine) decide(obs *Observation, out *Decision, capKnown bool, slack, b
 		}
 		out.Sessions[i] = d
 	}
+	details.flush(out)
 	if capKnown {
 		out.EBUAfter = EBU(extraAfter, out.CapacityBps)
 	}
