@@ -29,6 +29,9 @@ var (
 	ErrPurged = errors.New("cache: purged during fill")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("cache: store closed")
+	// ErrNotOnDisk: OpenFile was asked for a version kept in memory only
+	// (no disk tier, or its disk writes failed); read it with NewReader.
+	ErrNotOnDisk = errors.New("cache: version not on disk")
 )
 
 // Options configure Open. Zero values take the documented defaults.
@@ -44,6 +47,10 @@ type Options struct {
 	// seconds may be lost (detected and dropped, never served). Default
 	// false: fsync data file, metadata file and directory at each commit.
 	NoFsync bool
+	// OpenFiles bounds the data files kept open for OpenFile (least
+	// recently used closed first; a file in use closes when its send
+	// ends). Default 1024.
+	OpenFiles int
 	// Logger receives warnings (corrupt chunks, disk errors). nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -97,6 +104,13 @@ type Stats struct {
 //	func (s *Store) NewReader(ctx context.Context, id, version uint64, off, n int64) (Reader, error)
 //	// ReadChunk returns one chunk of a complete version, verified.
 //	func (s *Store) ReadChunk(ctx context.Context, id, version uint64, index int) ([]byte, error)
+//	// OpenFile returns a byte range of a complete version's data file, its
+//	// chunks verified, to send with sendfile(2) (File.SendTo) or read
+//	// (file.go); ErrNotOnDisk for a version kept in memory only.
+//	func (s *Store) OpenFile(ctx context.Context, id, version uint64, off, n int64) (*File, error)
+//	func (f *File) SendTo(dst syscall.RawConn) (int64, error)
+//	func (f *File) Read(p []byte) (int, error)
+//	func (f *File) Close() error
 //
 //	// StartFill begins a fill of key, or joins the one in flight: leader is
 //	// true for the caller that must write it. Followers read with NewReader

@@ -317,6 +317,7 @@ func (f *Fill) Commit() error {
 	v.complete = true
 	v.size = size
 	v.sums = f.sums[:len(f.sums):len(f.sums)]
+	v.verified = newVerified(len(v.sums))
 	s.stats.Objects++
 	s.stats.Chunks += int64(len(v.sums))
 	o := s.objects[v.key]

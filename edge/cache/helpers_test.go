@@ -126,3 +126,17 @@ func versionFiles(t testing.TB, dir string) []string {
 	}
 	return out
 }
+
+// readFileRange reads [off, off+n) of a version (n < 0: to the end) through
+// OpenFile, as the HTTP layer's sendfile path does.
+func readFileRange(s *Store, info ObjectInfo, off, n int64) ([]byte, error) {
+	if n < 0 {
+		n = info.Size - off
+	}
+	f, err := s.OpenFile(context.Background(), info.ID, info.Version, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}

@@ -34,6 +34,7 @@ func randomOperations(t *testing.T, disk bool, seed uint64) {
 		opts.DiskPath = t.TempDir()
 		opts.DiskBytes = 60 * testChunk
 		opts.NoFsync = true
+		opts.OpenFiles = 3 // evict open data files often
 	}
 	s := openStore(t, opts)
 	defer func() { s.Close() }()
@@ -101,7 +102,12 @@ func randomOperations(t *testing.T, disk bool, seed uint64) {
 			g, _ := strconv.Atoi(string(info.HTTP))
 			off := rng.Int64N(info.Size + 1)
 			n := rng.Int64N(info.Size-off+1) - 1 // -1: to the end
-			got, err := readRange(s, info, off, n)
+			var got []byte
+			if disk && rng.IntN(2) == 0 { // from the data file, as sendfile does
+				got, err = readFileRange(s, info, off, n)
+			} else {
+				got, err = readRange(s, info, off, n)
+			}
 			if err != nil {
 				t.Fatalf("step %d: read %q [%d,+%d): %v", step, key, off, n, err)
 			}
@@ -166,6 +172,14 @@ func checkInvariants(t *testing.T, s *Store, step int, withDisk bool) {
 		}
 		objects++
 		chunks += len(o.current.sums)
+	}
+	for _, k := range s.openFiles.Keys() {
+		if v := s.versions[k]; v == nil || v.dead.Load() || v.file == nil {
+			t.Errorf("step %d: the open file cache holds version %v, which is gone or has no open file", step, k)
+		}
+	}
+	if s.openFiles.Len() > s.opts.OpenFiles {
+		t.Errorf("step %d: %d data files open, bound %d", step, s.openFiles.Len(), s.opts.OpenFiles)
 	}
 	if len(s.versions) != objects {
 		t.Errorf("step %d: %d versions indexed for %d objects", step, len(s.versions), objects)

@@ -24,6 +24,7 @@ const (
 	DefaultMemoryBytes    = 512 << 20
 	DefaultDiskBytes      = 10 << 30
 	DefaultMaxObjectBytes = 8 << 30
+	DefaultOpenFiles      = 1024
 
 	// maxFillChunkBytes bounds a fill's chunk size: a chunk is held whole in
 	// memory and hashed as one piece.
@@ -43,6 +44,7 @@ type Store struct {
 	maxObjectBytes int64 // MaxObjectBytes bounded by the capacity of the storing tier
 	nextVersion    atomic.Uint64
 	readers        sync.Pool // of *reader
+	filePool       sync.Pool // of *File
 	metricsReg     metric.Registration
 
 	mu        sync.Mutex
@@ -51,9 +53,10 @@ type Store struct {
 	versions  map[verKey]*version
 	mem       *simplelru.LRU[chunkKey, []byte] // chunk buffers, oldest first out
 	memBytes  int64
-	diskLRU   list.List // of *version with committed metadata, most recent first
-	diskBytes int64     // data and metadata bytes of live versions and fills
-	stats     Stats     // counters; tier bytes are filled in by Stats
+	diskLRU   list.List                        // of *version with committed metadata, most recent first
+	openFiles *simplelru.LRU[verKey, *version] // versions whose data file is open (version.file)
+	diskBytes int64                            // data and metadata bytes of live versions and fills
+	stats     Stats                            // counters; tier bytes are filled in by Stats
 }
 
 // object is one key: its newest complete version and its fill in flight.
@@ -95,6 +98,13 @@ type version struct {
 
 	diskElem  *list.Element // in Store.diskLRU while complete and live
 	diskBytes int64         // counted in Store.diskBytes while live
+	file      *dataFile     // open data file, while in Store.openFiles (file.go)
+
+	// verified has one bit per chunk, set once the chunk was read back from
+	// the data file and matched its SHA-256 (file.go). Allocated when the
+	// version is published (complete), then only bits are set.
+	verified []atomic.Uint64
+	verifyMu sync.Mutex // serializes verifications of the version's chunks
 
 	// fileMu orders metadata writes (Commit, UpdateHTTP) against deletion,
 	// so that a rewrite never resurrects a withdrawn version. filesGone is
@@ -116,6 +126,8 @@ func Open(opts Options) (*Store, error) {
 		versions: make(map[verKey]*version),
 	}
 	s.readers.New = func() any { return new(reader) }
+	s.filePool.New = func() any { return new(File) }
+	s.openFiles, _ = simplelru.NewLRU[verKey, *version](math.MaxInt, nil) // bounded by OpenFiles in openDataFile
 	// The LRU's own bound counts entries; ours is in bytes (evictMemLocked).
 	s.mem, _ = simplelru.NewLRU[chunkKey, []byte](math.MaxInt, nil)
 	s.maxObjectBytes = opts.MaxObjectBytes
@@ -170,6 +182,12 @@ func (o *Options) fillDefaults() error {
 		return err
 	}
 	switch {
+	case o.OpenFiles == 0:
+		o.OpenFiles = DefaultOpenFiles
+	case o.OpenFiles < 0:
+		return fmt.Errorf("cache: Options.OpenFiles %d must not be negative", o.OpenFiles)
+	}
+	switch {
 	case o.ChunkBytes == 0:
 		o.ChunkBytes = DefaultChunkBytes
 	case o.ChunkBytes < 0 || o.ChunkBytes > maxFillChunkBytes:
@@ -190,7 +208,7 @@ func (s *Store) recover(found []recovered) {
 		v := &version{
 			key: m.key, id: m.id, version: m.version, chunkBytes: m.chunkBytes, storedAt: m.storedAt,
 			size: m.size, sums: m.sums, http: m.http, complete: true,
-			diskBytes: r.dataBytes + r.metaBytes,
+			diskBytes: r.dataBytes + r.metaBytes, verified: newVerified(len(m.sums)),
 		}
 		s.versions[verKey{m.id, m.version}] = v
 		s.objects[m.key] = &object{current: v}
@@ -237,7 +255,14 @@ func (s *Store) Close() error {
 			fills = append(fills, o.fill)
 		}
 	}
+	var c cleanup
+	for _, v := range s.openFiles.Values() {
+		c.closeFiles = append(c.closeFiles, v.file)
+		v.file = nil
+	}
+	s.openFiles.Purge()
 	s.mu.Unlock()
+	s.runCleanup(&c)
 	for _, f := range fills {
 		f.Abort(ErrClosed)
 	}
@@ -450,9 +475,15 @@ type cleanup struct {
 	withdraw []*version // remove metadata now; data when released
 	release  []*version // delete all files
 	durable  bool       // fsync the directory after withdrawing (purges)
+	// closeFiles lost their place in the fd cache: drop its reference
+	// (the file closes when no send uses it).
+	closeFiles []*dataFile
 }
 
 func (s *Store) runCleanup(c *cleanup) {
+	for _, df := range c.closeFiles {
+		df.release()
+	}
 	if s.disk == nil {
 		return
 	}
@@ -519,6 +550,11 @@ func (s *Store) maybeReleaseLocked(v *version, c *cleanup) {
 		return
 	}
 	v.released = true
+	if v.file != nil { // no send uses it (refs is 0): it closes now
+		s.openFiles.Remove(verKey{v.id, v.version})
+		c.closeFiles = append(c.closeFiles, v.file)
+		v.file = nil
+	}
 	for i := range v.nChunks {
 		k := chunkKey{v.id, v.version, i}
 		if buf, ok := s.mem.Peek(k); ok {
