@@ -611,10 +611,18 @@ func (p *Peer) schedule(sw *swarm) {
 	// Before the coordinator answered, and while the first neighbors
 	// connect (up to JoinGrace), nobody can tell what the swarm holds:
 	// wait, unless this peer is alone in the swarm.
+	// The edge's x_policy may set the probability, stop non-urgent edge
+	// fetches (use_peers, an allowance of 0) or bound their rate.
 	prob := p.opts.SlurpieK / float64(max(sw.size, 1))
+	allowed := true
+	if pol := p.policy; pol != nil {
+		if pol.SlurpieProbability > 0 {
+			prob = pol.SlurpieProbability
+		}
+		allowed = !pol.UsePeers && pol.EdgeAllowanceBps != 0
+	}
 	settled := sw.size == 1 || (sw.size > 1 && !sw.connecting() &&
 		(len(sw.neighbors) > 0 || now.Sub(sw.joined) >= p.opts.JoinGrace))
-	allowed := p.policy == nil || p.policy.EdgeAllowanceBps != 0
 	// A peer alone in its swarm fetches in parallel; in a swarm, one
 	// chunk at a time, so what it fetches has time to spread.
 	maxSeeds := 1
@@ -649,6 +657,9 @@ func (p *Peer) schedule(sw *swarm) {
 				for sw.seeding < maxSeeds && len(cands) > 0 {
 					i := rand.IntN(min(len(cands), window))
 					pick := cands[i]
+					if !p.edgeAllowance(pick.f.o.m, pick.c, now) {
+						break
+					}
 					cands = append(cands[:i], cands[i+1:]...)
 					pick.f.st[pick.c] = stEdge
 					jobs = append(jobs, edgeJob{f: pick.f, c: pick.c, seed: true})
@@ -682,6 +693,21 @@ func (p *Peer) schedule(sw *swarm) {
 		p.wg.Add(1)
 		go p.runEdge(j)
 	}
+}
+
+// edgeAllowance takes a chunk's bytes from the edge allowance of
+// x_policy (non-urgent fetches only); false when it cannot pay now. Called
+// with p.mu held.
+func (p *Peer) edgeAllowance(m *manifest.Manifest, c int, now time.Time) bool {
+	if p.edgeLimiter == nil {
+		return true
+	}
+	s, e := m.ChunkRange(c)
+	n := int(min(e-s, int64(p.edgeLimiter.Burst())))
+	if p.edgeLimiter.TokensAt(now) < float64(n) {
+		return false
+	}
+	return p.edgeLimiter.AllowN(now, n)
 }
 
 // runEdge fetches (the rest of) a chunk from the edge and stores it.

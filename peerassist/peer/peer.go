@@ -90,7 +90,8 @@ type Options struct {
 	// Default 4.
 	OffersPerAnnounce int
 	// PipelineDepth is how many chunk requests may be outstanding at one
-	// neighbor (also capped by the neighbor's HELLO). Default 4.
+	// neighbor (also capped by the neighbor's HELLO, and by 768 KiB of
+	// requested bytes: see maxInflightBytes). Default 4.
 	PipelineDepth int
 	// MaxQueuedRequests is how many requests this peer queues from one
 	// neighbor (its HELLO max_requests). Default 16.
@@ -243,6 +244,7 @@ type Peer struct {
 	edgeFetches int           // edge requests in flight
 	edgeEWMA    time.Duration // smoothed duration of one edge chunk fetch
 	bannedPeers map[signal.ID]bool
+	edgeLimiter *rate.Limiter // x_policy's edge allowance, nil: none
 }
 
 // New starts a peer: its WebRTC engine and its connection to the
@@ -422,6 +424,23 @@ func (p *Peer) Stats() Stats {
 func (p *Peer) applyPolicy(pol *signal.Policy) {
 	cp := *pol
 	p.policy = &cp
+	// A positive edge allowance paces Slurpie's non-urgent edge fetches;
+	// -1 (no limit) and 0 (urgent only, checked by the scheduler) need no
+	// bucket. Urgent fetches are never held back here: the edge serves
+	// them within the viewer's floor.
+	switch {
+	case pol.EdgeAllowanceBps > 0:
+		bytesPerSec := float64(pol.EdgeAllowanceBps) / 8
+		burst := int(max(bytesPerSec*2, 4<<20))
+		if p.edgeLimiter == nil {
+			p.edgeLimiter = rate.NewLimiter(rate.Limit(bytesPerSec), burst)
+		} else {
+			p.edgeLimiter.SetLimit(rate.Limit(bytesPerSec))
+			p.edgeLimiter.SetBurst(burst)
+		}
+	default:
+		p.edgeLimiter = nil
+	}
 	budget := math.Min(float64(pol.UploadBudgetBps), p.localCapBps)
 	if budget != p.budgetBps {
 		p.log.Info("upload budget set by the edge", "budget_bps", pol.UploadBudgetBps, "applied_bps", budget, "reason", pol.Reason)

@@ -411,6 +411,31 @@ func TestPolicyAndRefusal(t *testing.T) {
 	if s := p.Stats(); s.EdgeUrgent == 0 {
 		t.Errorf("no urgent edge fetch (seeds %d)", s.EdgeSeeds)
 	}
+
+	// A policy that stops non-urgent edge fetches (use_peers): the peer
+	// seeds nothing and still gets the object in time, urgently.
+	e.Coord.SetAdmission(nil)
+	if err := e.Coord.PushPolicy(sid, signal.Policy{UploadBudgetBps: 123_000, EdgeAllowanceBps: 0, UsePeers: true, Reason: "stopped_ebu"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.policy != nil && p.policy.UsePeers
+	}, "use_peers from x_policy")
+	before := p.Stats()
+	deadline = time.Now().Add(3 * time.Second)
+	if _, err := p.Fetch(ctx, fmt.Sprintf("/bytes/%d", size+1), FetchOptions{Deadline: deadline}); err != nil {
+		t.Fatal(err)
+	}
+	after := p.Stats()
+	if after.EdgeSeeds != before.EdgeSeeds || after.EdgeUrgent == before.EdgeUrgent {
+		t.Errorf("under use_peers: %d more seeds, %d more urgent fetches; want 0 and some",
+			after.EdgeSeeds-before.EdgeSeeds, after.EdgeUrgent-before.EdgeUrgent)
+	}
+	if late := time.Since(deadline); late > 0 {
+		t.Errorf("finished %v after the deadline", late)
+	}
 }
 
 func waitFor(t testing.TB, d time.Duration, cond func() bool, what string) {
