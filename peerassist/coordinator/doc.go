@@ -13,8 +13,10 @@
 // first announce gets an x_session ID the client then sends to the edge
 // (edge.SessionHeader), and the Coordinator, as the edge's SessionGate,
 // counts what the edge served to each session and swarm. The policy loop
-// reads Sessions and Swarms, and acts through PushPolicy,
-// SetUploadBudgetReached and SetAdmission.
+// (peerassist/enforce) reads Sessions and Swarms, and acts through
+// PushPolicy, SetUploadBudgetReached and per-session Limiters (SetLimiter,
+// SetLimiterFactory), which the edge's Admit and Served reach without a
+// lock shared between sessions; SetAdmission is a simpler hook for tests.
 //
 // Idle connections cost no goroutine and no buffer: on Linux the socket is
 // taken from fasthttp after the handshake and read from a few epoll loops
