@@ -82,6 +82,7 @@ type neighbor struct {
 	l       *link
 	offered bool // we made the offer (decides duplicates)
 	have    map[wire.ObjectID]*bitset
+	unknown int       // objects in have this peer did not know when announced
 	choked  time.Time // refused us (busy, over budget): not until then
 	ready   bool      // HELLO received
 	serves  bool
@@ -610,27 +611,40 @@ func (n *neighbor) onHello(l *link, f wire.Frame) {
 	n.sw.wake()
 }
 
-// Bounds on what a neighbor's announcements may make us store.
+// Bounds on what a neighbor's announcements may make us store: chunks of
+// objects this peer knows are tracked up to the object's chunk count; for
+// objects it does not know (yet), at most maxUnknownObjects objects and
+// their first maxUnknownChunks chunks, so a hostile neighbor costs at most
+// a few hundred KiB.
 const (
-	maxTrackedObjects = 4096
-	maxTrackedChunks  = 1 << 20
+	maxUnknownObjects = 256
+	maxUnknownChunks  = 4096
 )
 
-func (n *neighbor) bits(obj wire.ObjectID) *bitset {
+// bits returns the set for obj and how many chunks of it may be tracked
+// (0: none). Called with p.mu held.
+func (n *neighbor) bits(obj wire.ObjectID) (*bitset, int) {
+	limit := maxUnknownChunks
+	if o := n.p.objects[obj]; o != nil {
+		limit = len(o.chunks)
+	}
 	b := n.have[obj]
-	if b == nil && len(n.have) < maxTrackedObjects {
+	if b == nil {
+		if n.p.objects[obj] == nil && n.unknown >= maxUnknownObjects {
+			return nil, 0
+		}
+		if n.p.objects[obj] == nil {
+			n.unknown++
+		}
 		b = &bitset{}
 		n.have[obj] = b
 	}
-	return b
+	return b, limit
 }
 
 func (n *neighbor) onHave(l *link, obj wire.ObjectID, chunk uint32) {
-	if chunk >= maxTrackedChunks {
-		return
-	}
 	n.p.mu.Lock()
-	if b := n.bits(obj); b != nil {
+	if b, limit := n.bits(obj); b != nil && int64(chunk) < int64(limit) {
 		b.set(int(chunk))
 	}
 	n.p.mu.Unlock()
@@ -639,8 +653,8 @@ func (n *neighbor) onHave(l *link, obj wire.ObjectID, chunk uint32) {
 
 func (n *neighbor) onBitfield(l *link, f wire.Frame) {
 	n.p.mu.Lock()
-	if b := n.bits(f.Object); b != nil {
-		for i := uint32(0); i < f.Count && f.Chunk+i < maxTrackedChunks; i++ {
+	if b, limit := n.bits(f.Object); b != nil {
+		for i := uint32(0); i < f.Count && int64(f.Chunk)+int64(i) < int64(limit); i++ {
 			if f.Has(f.Chunk + i) {
 				b.set(int(f.Chunk + i))
 			}
