@@ -229,11 +229,17 @@ func (c *rtcChannel) Close() error {
 	return err
 }
 
-// slogFactory sends pion's logs to slog, warnings at debug level and errors
-// at info: pion reports ordinary network churn (a peer gone, a candidate
-// pair that failed, a connection closed while connecting) that way, which
-// is not ours to alarm on; what matters to the peer is logged by the peer.
+// slogFactory sends pion's logs to slog: errors at info, warnings at
+// debug, and pion's own debug and info messages (per packet, per SACK) at
+// LevelPionDetail, below debug, where only a handler asking for them shows
+// them. pion reports ordinary network churn (a peer gone, a candidate pair
+// that failed, a connection closed while connecting) as warnings and
+// errors, which are not ours to alarm on; what matters to the peer is
+// logged by the peer.
 type slogFactory struct{ l *slog.Logger }
+
+// LevelPionDetail is the slog level of pion's debug and info logs.
+const LevelPionDetail = slog.LevelDebug - 4
 
 func (f slogFactory) NewLogger(scope string) logging.LeveledLogger {
 	return slogLeveled{f.l.With("component", "pion/"+scope)}
@@ -249,10 +255,10 @@ func (s slogLeveled) log(level slog.Level, format string, args []any) {
 
 func (s slogLeveled) Trace(msg string)                  {}
 func (s slogLeveled) Tracef(format string, args ...any) {}
-func (s slogLeveled) Debug(msg string)                  { s.l.Debug(msg) }
-func (s slogLeveled) Debugf(format string, args ...any) { s.log(slog.LevelDebug, format, args) }
-func (s slogLeveled) Info(msg string)                   { s.l.Debug(msg) }
-func (s slogLeveled) Infof(format string, args ...any)  { s.log(slog.LevelDebug, format, args) }
+func (s slogLeveled) Debug(msg string)                  { s.l.Log(context.Background(), LevelPionDetail, msg) }
+func (s slogLeveled) Debugf(format string, args ...any) { s.log(LevelPionDetail, format, args) }
+func (s slogLeveled) Info(msg string)                   { s.l.Log(context.Background(), LevelPionDetail, msg) }
+func (s slogLeveled) Infof(format string, args ...any)  { s.log(LevelPionDetail, format, args) }
 func (s slogLeveled) Warn(msg string)                   { s.l.Debug(msg) }
 func (s slogLeveled) Warnf(format string, args ...any)  { s.log(slog.LevelDebug, format, args) }
 func (s slogLeveled) Error(msg string)                  { s.l.Info(msg) }

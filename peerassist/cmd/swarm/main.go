@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/peerassist/edgebox/peerassist/peer"
 )
 
 func main() {
@@ -61,6 +63,7 @@ type options struct {
 	timeout        time.Duration
 	json           bool
 	verbose        bool
+	pionDetail     bool
 }
 
 var errUsage = errors.New("usage")
@@ -93,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this `long`")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.verbose, "v", false, "log the peers' events to stderr")
+	fs.BoolVar(&o.pionDetail, "vv", false, "also log pion's own debug messages (ICE, DTLS, SCTP: very many)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: swarm [flags]\n\nRuns N Go peers against an edge and reports where their bytes came from.\n\nFlags:")
 		fs.PrintDefaults()
@@ -210,7 +214,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	level := slog.LevelError
-	if o.verbose {
+	switch {
+	case o.pionDetail:
+		level = peer.LevelPionDetail
+	case o.verbose:
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
