@@ -1,11 +1,14 @@
 package enforce
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +20,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/peerassist/edgebox/config"
+	"github.com/peerassist/edgebox/origin/demo"
+	"github.com/peerassist/edgebox/peerassist/peer"
 	"github.com/peerassist/edgebox/peerassist/peer/peertest"
 	"github.com/peerassist/edgebox/peerassist/policy"
 	"github.com/peerassist/edgebox/peerassist/signal"
@@ -369,4 +374,95 @@ func rangeGet(ctx context.Context, hc *http.Client, url, session string, urgent 
 		got = 0
 	}
 	return got, resp.StatusCode, resp.Header
+}
+
+// TestGoPeersFollowPolicy runs real Go peers (peerassist/peer, WebRTC on
+// loopback) against the edge with the policy loop: they receive their
+// x_policy (the upload budget of policy.upload_fraction, not their own
+// default) and all play a stream to the end with verified bytes while the
+// edge enforces its cap on them.
+func TestGoPeersFollowPolicy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an edge and four WebRTC peers")
+	}
+	t.Cleanup(func() { goleak.VerifyNone(t, leakOptions...) })
+	const (
+		peers    = 4
+		size     = 1 << 20
+		rateBps  = 2_000_000
+		declared = 3_000_000
+	)
+	e := peertest.Start(t, 64<<10, func(c *config.Config) {
+		c.Policy.Tick = config.Duration(500 * time.Millisecond)
+		c.Policy.StopHold = config.Duration(time.Second)
+		c.Policy.EdgeCapacityBps = 4_000_000
+		c.Policy.UploadFraction = 0.2
+		// The stream's bitrate is every viewer's floor: urgent fetches
+		// beyond it would count against an allowance the cap keeps small.
+		c.Sites[0].PeerAssist.BitrateBps = rateBps
+	})
+	var decisions atomic.Int64
+	loop, err := New(Options{Policy: e.Cfg.Policy, Sites: e.Cfg.Sites, Coordinator: e.Coord, Logger: quiet,
+		OnTick: func(*policy.Decision) { decisions.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loop.Close()
+	loop.Start()
+
+	ps := make([]*peer.Peer, peers)
+	for i := range ps {
+		p, err := peer.New(peer.Options{
+			Edge: e.URL, ListenAddr: netip.MustParseAddr(fmt.Sprintf("127.0.10.%d", 20+i)), Site: "demo",
+			UploadCapacityBps: declared, Logger: quiet, AnnounceRetry: 300 * time.Millisecond, OfferTimeout: 5 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		ps[i] = p
+	}
+	path := fmt.Sprintf("/bytes/%d", size)
+	want := make([]byte, size)
+	demo.Bytes(size, 0, want)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, peers)
+	for i, p := range ps {
+		if err := p.Join(path); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			got, err := p.Fetch(ctx, path, peer.FetchOptions{RateBps: rateBps, StartupDelay: time.Second,
+				Deadline: time.Now().Add(15 * time.Second)})
+			if err == nil && !bytes.Equal(got, want) {
+				err = errors.New("bytes differ from the origin's")
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("peer %d: %v", i, err)
+		}
+	}
+	// The policy reached every peer: 0.2 x 3 Mbit/s, where the peer's own
+	// default would be 1/3 of it.
+	deadline := time.Now().Add(5 * time.Second)
+	for i, p := range ps {
+		for p.Stats().UploadBudgetBps != declared/5 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		s := p.Stats()
+		if s.UploadBudgetBps != declared/5 {
+			t.Errorf("peer %d: upload budget %d, want %d from x_policy", i, s.UploadBudgetBps, declared/5)
+		}
+		t.Logf("peer %d: from edge %d B (urgent requests %d, seeds %d), from peers %d B, uploaded %d B",
+			i, s.FromEdgeBytes, s.EdgeUrgent, s.EdgeSeeds, s.FromPeersBytes, s.UploadedBytes)
+	}
+	if decisions.Load() == 0 {
+		t.Error("the loop decided nothing")
+	}
 }
