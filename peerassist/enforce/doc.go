@@ -13,7 +13,9 @@
 // is video (its site has a bitrate, or its sessions fetch playlists or
 // segments). The edge's whole egress (Options.EgressBytes) feeds the
 // observed peak, the capacity used when policy.edge_capacity_bps is 0. A
-// detached session that fetched nothing in the period is left out.
+// detached session that fetched nothing in the period is left out, and so
+// is a session in no swarm (unknown locality, another region): it is not
+// peer-assisted, has no peers to turn to, and is not limited.
 //
 // Enforcing, per session: a limiter with two token buckets over body bytes
 // (see limiter), installed in the coordinator, which the edge asks on every

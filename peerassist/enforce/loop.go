@@ -228,16 +228,26 @@ func (l *Loop) newSessionLimiter(s coordinator.SessionInfo) coordinator.Limiter 
 		return lim
 	}
 	j := l.join.Load()
-	lim := newLimiter(s.ID, limits{
+	lim := limits{
 		floorBytesPerSec: l.siteFloorBps(s.Site) / 8,
 		allowBytesPerSec: j.allowBytesPerSec,
 		unlimited:        j.unlimited,
 		retryAfter:       l.tick,
 		reason:           reasonJoin,
-	}, l.burst, l.clock)
-	lim.born = l.ticks.Load()
-	l.limiters[s.ID] = lim
-	return lim
+	}
+	if s.Swarm == (coordinator.SwarmID{}) {
+		lim = l.unassisted(s.Site)
+	}
+	x := newLimiter(s.ID, lim, l.burst, l.clock)
+	x.born = l.ticks.Load()
+	l.limiters[s.ID] = x
+	return x
+}
+
+// unassisted are the limits of a session in no swarm: no peers to turn to,
+// so no limit (its urgent bytes are still counted against its floor).
+func (l *Loop) unassisted(site string) limits {
+	return limits{floorBytesPerSec: l.siteFloorBps(site) / 8, unlimited: true, retryAfter: l.tick}
 }
 
 // limiterFor returns the session's limiter and whether the loop made it

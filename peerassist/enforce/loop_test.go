@@ -400,8 +400,13 @@ func TestDegradedSessions(t *testing.T) {
 	}
 	f.vanish = []string{"gone"}
 	d := l.tick(5 * time.Second)
-	if sd := sessionDecision(d, "noswarm"); sd == nil || sd.Reason.Code != policy.ReasonNoSwarm || sd.AllowanceBps < sd.FloorBps {
-		t.Errorf("no swarm: %+v, want its floor as allowance", sd)
+	// A session in no swarm (unknown locality) is not peer-assisted: not
+	// decided, not limited.
+	if sd := sessionDecision(d, "noswarm"); sd != nil {
+		t.Errorf("a session in no swarm was decided: %+v", sd)
+	}
+	if lim := f.limiter("noswarm").(*limiter); !lim.lim.unlimited {
+		t.Errorf("a session in no swarm is limited: %+v", lim.lim)
 	}
 	if sessionDecision(d, "idle") != nil {
 		t.Error("an idle detached session was observed")

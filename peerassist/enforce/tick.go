@@ -195,14 +195,20 @@ func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessi
 			// counts. Its limiter keeps its last decision.
 			continue
 		}
-		j := int32(-1)
-		if info.Swarm != (coordinator.SwarmID{}) {
-			j = int32(l.swarmOf(info.Swarm, info.Site))
+		if info.Swarm == (coordinator.SwarmID{}) {
+			// In no swarm (its locality is unknown or another region's):
+			// not peer-assisted, it has no peers to turn to. The cap is
+			// not its business.
+			if st.lim != nil {
+				st.lim.set(l.clock(), l.unassisted(info.Site))
+			}
+			continue
 		}
+		j := int32(l.swarmOf(info.Swarm, info.Site))
 		marks := false
 		if st.lim != nil {
 			marks = st.lim.marksUrgent.Load()
-			if j >= 0 && st.lim.media.Load() {
+			if st.lim.media.Load() {
 				o.Swarms[j].Video = true
 			}
 		}
@@ -220,9 +226,7 @@ func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessi
 			s.PeerBytes = int64(st.peerBps * sec / 8)
 			s.UploadedBytes = int64(st.upBps * sec / 8)
 		}
-		if j >= 0 {
-			s.Swarm = o.Swarms[j].Key
-		}
+		s.Swarm = o.Swarms[j].Key
 		o.Sessions = append(o.Sessions, s)
 		l.obsInfo = append(l.obsInfo, int32(i))
 		l.obsSwarm = append(l.obsSwarm, j)
