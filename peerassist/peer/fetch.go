@@ -9,6 +9,10 @@ import (
 	"sort"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/peerassist/edgebox/peerassist/manifest"
 	"github.com/peerassist/edgebox/peerassist/signal"
 	"github.com/peerassist/edgebox/peerassist/wire"
@@ -61,9 +65,11 @@ type fetch struct {
 	left    int          // chunks not yet stHave
 	leftB   int64        // bytes not yet stHave
 	waiters int
-	done    chan struct{}
-	err     error
-	result  []byte
+	// edgeBytes and peerBytes count this fetch's verified bytes by source.
+	edgeBytes, peerBytes int64
+	done                 chan struct{}
+	err                  error
+	result               []byte
 }
 
 // FetchOptions say when an object is needed.
@@ -97,34 +103,52 @@ func (p *Peer) Fetch(ctx context.Context, path string, fo FetchOptions) ([]byte,
 	if name == "" {
 		name = path
 	}
+	ctx, span := p.tel.tracer.Start(ctx, "peerassist.peer.fetch", trace.WithAttributes(
+		attribute.String("url.path", path), attribute.String("peerassist.swarm", name)))
+	defer span.End()
+	out, f, err := p.fetch(ctx, path, name, start, fo)
+	if f != nil {
+		p.mu.Lock()
+		span.SetAttributes(attribute.String("peerassist.object_id", f.o.id.String()),
+			attribute.Int64("peerassist.edge_bytes", f.edgeBytes), attribute.Int64("peerassist.peer_bytes", f.peerBytes))
+		p.mu.Unlock()
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return out, err
+}
+
+func (p *Peer) fetch(ctx context.Context, path, name string, start time.Time, fo FetchOptions) ([]byte, *fetch, error) {
 	sw, err := p.join(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p.waitSession(ctx, 2*time.Second)
 	m, err := p.manifestWithRetry(ctx, path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	id, err := wire.ParseObjectID(m.ObjectID)
 	if err != nil {
-		return nil, fmt.Errorf("manifest of %s: %w", path, err)
+		return nil, nil, fmt.Errorf("manifest of %s: %w", path, err)
 	}
 	if m.ChunkBytes > 64<<20 {
-		return nil, fmt.Errorf("manifest of %s: chunk_size %d is larger than 64 MiB", path, m.ChunkBytes)
+		return nil, nil, fmt.Errorf("manifest of %s: chunk_size %d is larger than 64 MiB", path, m.ChunkBytes)
 	}
 
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	o := p.objects[id]
 	if o != nil && o.held == len(o.chunks) {
 		o.lastUse = time.Now()
 		out := o.assemble()
 		p.mu.Unlock()
-		return out, nil
+		return out, nil, nil
 	}
 	if o == nil {
 		o = &object{id: id, m: m, path: path, sw: sw, chunks: make([][]byte, m.NumChunks())}
@@ -153,9 +177,9 @@ func (p *Peer) Fetch(ctx context.Context, path string, fo FetchOptions) ([]byte,
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if f.err != nil {
-		return nil, f.err
+		return nil, f, f.err
 	}
-	return f.result, nil
+	return f.result, f, nil
 }
 
 func (p *Peer) manifestWithRetry(ctx context.Context, path string) (*manifest.Manifest, error) {
@@ -349,12 +373,18 @@ func (p *Peer) complete(f *fetch, c int, data []byte, srcPeer *neighbor, prefixF
 	case srcPeer != nil:
 		p.stats.FromPeersBytes += int64(len(data))
 		p.stats.FromPeer[srcPeer.hexID] += int64(len(data))
+		f.peerBytes += int64(len(data))
+		p.tel.addReceived(len(data), true)
 	default:
 		edgeBytes := len(data) - prefixBytes
 		p.stats.FromEdgeBytes += int64(edgeBytes)
+		f.edgeBytes += int64(edgeBytes)
+		p.tel.addReceived(edgeBytes, false)
 		if prefixFrom != nil && prefixBytes > 0 {
 			p.stats.FromPeersBytes += int64(prefixBytes)
 			p.stats.FromPeer[prefixFrom.hexID] += int64(prefixBytes)
+			f.peerBytes += int64(prefixBytes)
+			p.tel.addReceived(prefixBytes, true)
 		}
 	}
 	for _, n := range f.sw.neighbors {
@@ -405,6 +435,7 @@ func (p *Peer) chunkFromPeer(n *neighbor, obj wire.ObjectID, c int, data []byte)
 // chunk fetched again elsewhere. Called with p.mu held.
 func (p *Peer) badChunk(n *neighbor, f *fetch, c int, size int) {
 	p.stats.DiscardedBytes += int64(size)
+	p.tel.addBad()
 	p.stats.BadChunks = append(p.stats.BadChunks, BadChunk{From: n.hexID, Object: f.o.id.String(), Chunk: c})
 	n.sw.badChunks = append(n.sw.badChunks, badChunkReport(n, f.o.id, c))
 	n.dropped = true
@@ -690,6 +721,7 @@ func (p *Peer) schedule(sw *swarm) {
 		} else {
 			p.stats.EdgeSeeds++
 		}
+		p.tel.addEdgeFetch(j.urgent)
 		p.wg.Add(1)
 		go p.runEdge(j)
 	}

@@ -245,6 +245,7 @@ type Peer struct {
 	edgeEWMA    time.Duration // smoothed duration of one edge chunk fetch
 	bannedPeers map[signal.ID]bool
 	edgeLimiter *rate.Limiter // x_policy's edge allowance, nil: none
+	tel         telemetry
 }
 
 // New starts a peer: its WebRTC engine and its connection to the
@@ -263,6 +264,7 @@ func New(opts Options) (*Peer, error) {
 		swarms:     map[signal.ID]*swarm{},
 		objects:    map[wire.ObjectID]*object{},
 	}
+	p.tel = newTelemetry()
 	p.stats.FromPeer = map[string]int64{}
 	p.stats.ToPeer = map[string]int64{}
 	p.localCapBps = math.Inf(1)

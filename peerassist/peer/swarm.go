@@ -552,6 +552,7 @@ func (p *Peer) linkUp(sw *swarm, remote signal.ID, ch *rtcChannel, offered bool)
 	}
 	n := &neighbor{p: p, sw: sw, id: remote, hexID: remote.String(), offered: offered, have: map[wire.ObjectID]*bitset{}}
 	sw.neighbors[remote] = n
+	p.tel.addNeighbors(1)
 	n.l = newLink(ch, n, n.hexID, linkConfig{
 		MaxQueued: p.opts.MaxQueuedRequests,
 		Serves:    p.uploadAllowed(),
@@ -677,6 +678,7 @@ func (n *neighbor) onUploaded(l *link, bytes int) {
 	p.mu.Lock()
 	p.stats.UploadedBytes += int64(bytes)
 	p.stats.ToPeer[n.hexID] += int64(bytes)
+	p.tel.addUploaded(bytes)
 	n.sw.uploaded += int64(bytes)
 	p.mu.Unlock()
 }
@@ -684,6 +686,7 @@ func (n *neighbor) onUploaded(l *link, bytes int) {
 func (n *neighbor) onClose(l *link, err error) {
 	p := n.p
 	p.mu.Lock()
+	p.tel.addNeighbors(-1)
 	if n.sw.neighbors[n.id] == n {
 		delete(n.sw.neighbors, n.id)
 	}
