@@ -64,19 +64,18 @@ type Options struct {
 // called concurrently with itself or while Start's goroutine runs; the
 // limiters the loop hands to the coordinator are safe for concurrent use.
 type Loop struct {
-	co       Coordinator
-	eng      *policy.Engine
-	params   policy.Params
-	tick     time.Duration
-	burst    time.Duration
-	refresh  time.Duration
-	egress   func() int64
-	onTick   func(*policy.Decision)
-	log      *slog.Logger
-	tel      *telemetry
-	clock    func() time.Duration // the limiters' monotonic clock
-	reasons  [numReasonCodes]string
-	siteSeen map[string]bool
+	co      Coordinator
+	eng     *policy.Engine
+	params  policy.Params
+	tick    time.Duration
+	burst   time.Duration
+	refresh time.Duration
+	egress  func() int64
+	onTick  func(*policy.Decision)
+	log     *slog.Logger
+	tel     *telemetry
+	clock   func() time.Duration // the limiters' monotonic clock
+	reasons [numReasonCodes]string
 
 	// limiters holds every session's limiter: the HTTP path creates them
 	// for new sessions (through the coordinator's factory) while the loop
@@ -132,7 +131,7 @@ func New(o Options) (*Loop, error) {
 		co: o.Coordinator, eng: eng, params: params, tick: o.Policy.Tick.D(),
 		burst: o.Burst, refresh: o.PolicyRefresh, egress: o.EgressBytes, onTick: o.OnTick, log: o.Logger,
 		clock:    monotonic,
-		siteSeen: map[string]bool{}, limiters: map[string]*limiter{}, sessions: map[string]*sessionState{},
+		limiters: map[string]*limiter{}, sessions: map[string]*sessionState{},
 		swarmIdx: map[coordinator.SwarmID]int{},
 		stop:     make(chan struct{}), done: make(chan struct{}),
 	}
@@ -144,9 +143,6 @@ func New(o Options) (*Loop, error) {
 	}
 	if l.refresh <= 0 {
 		l.refresh = time.Minute
-	}
-	for _, s := range o.Sites {
-		l.siteSeen[s.Name] = true
 	}
 	for c := range l.reasons {
 		l.reasons[c] = reasonText(policy.ReasonCode(c))

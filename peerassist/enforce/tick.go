@@ -103,6 +103,7 @@ func (l *Loop) Tick(now time.Time) *policy.Decision {
 		attribute.Bool("peerassist.policy.floors_over_cap", d.FloorsOverCap),
 		attribute.Int64("peerassist.policy.join_allowance_bps", d.JoinAllowanceBps),
 		attribute.Int("peerassist.policy.pushes", st.pushes),
+		attribute.Int("peerassist.policy.push_errors", st.pushErrors),
 		attribute.Int("peerassist.policy.floor_violations", st.floorViolations),
 	)
 	if g := d.Degraded; g != (policy.Degraded{}) {
@@ -117,6 +118,9 @@ func (l *Loop) Tick(now time.Time) *policy.Decision {
 		l.log.Info("policy: EBU over the cap; sessions stopped from non-urgent edge fetches",
 			"ebu", round3(d.EBU), "ebu_cap", d.Cap, "ebu_after", round3(d.EBUAfter), "stopped", d.StopK, "of", d.StopN,
 			"capacity_bps", int64(d.CapacityBps), "capacity_source", d.CapacitySource.String())
+	}
+	if st.pushErrors > 0 {
+		l.log.Warn("policy: x_policy pushes failed", "failed", st.pushErrors, "pushed", st.pushes)
 	}
 	l.log.Debug("policy: tick", "tick", d.Tick, "sessions", len(d.Sessions), "swarms", len(d.Swarms),
 		"ebu", round3(d.EBU), "ebu_after", round3(d.EBUAfter), "stopped", d.Stopped, "pushes", st.pushes,
