@@ -60,9 +60,9 @@ type Options struct {
 
 // Loop is the edge's policy loop (see the package documentation).
 //
-// Create it with New; the zero value is not usable. Tick must not be
-// called concurrently with itself or while Start's goroutine runs; the
-// limiters the loop hands to the coordinator are safe for concurrent use.
+// Create it with New; the zero value is not usable. It is safe for
+// concurrent use: Tick calls are serialized, and the limiters the loop
+// hands to the coordinator are safe for concurrent use.
 type Loop struct {
 	co      Coordinator
 	eng     *policy.Engine

@@ -48,14 +48,18 @@ type sessionState struct {
 // over; closer reports are merged with the next.
 const minReportGap = time.Second
 
+// maxReportHold bounds how long a report's rates are held (the first
+// report's gap is the whole session so far).
+const maxReportHold = 2 * time.Minute
+
 // Tick runs one policy tick at now: it snapshots the coordinator's sessions
 // and swarms, turns this period's counters into a policy.Observation, runs
 // the engine and applies the decision (limiters, upload-budget flags,
 // x_policy pushes). The first call only takes the counters' baseline and
 // returns nil. The returned decision is valid until the next call.
 //
-// Start calls Tick on the policy.tick; tests call it directly. Tick must
-// not be called concurrently with itself.
+// Start calls Tick on the policy.tick; tests call it directly. Calls are
+// serialized.
 func (l *Loop) Tick(now time.Time) *policy.Decision {
 	l.tickMu.Lock()
 	defer l.tickMu.Unlock()
@@ -277,8 +281,9 @@ func (l *Loop) updateReportRates(st *sessionState, info *coordinator.SessionInfo
 		}
 	}
 	// A rate holds until twice the client's report period (at least four
-	// ticks) passed without a report: then the client is assumed idle.
-	if !st.repAt.IsZero() && now.Sub(st.repAt) > max(2*st.repGap, 4*l.tick) {
+	// ticks, at most two minutes unless the ticks are longer) passed
+	// without a report: then the client is assumed idle.
+	if !st.repAt.IsZero() && now.Sub(st.repAt) > max(min(2*st.repGap, maxReportHold), 4*l.tick) {
 		st.peerBps, st.upBps = 0, 0
 	}
 }
