@@ -82,23 +82,36 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.rendition, "rendition", 0, "VOD: `index` of the variant stream in the master playlist")
 	fs.Float64Var(&o.speed, "speed", 1, "VOD: playback speed `factor` (2 plays twice as fast as real time)")
 	fs.DurationVar(&o.stagger, "stagger", 0, "delay between two peers' starts")
-	fs.DurationVar(&o.deadline, "deadline", 60*time.Second, "object: the whole object is due this `long` after a peer starts")
+	fs.DurationVar(&o.deadline, "deadline", 60*time.Second, "object: the whole object is due this `duration` after a peer starts")
 	fs.StringVar(&rate, "rate", "", "object: play it at this `rate` (bits/s, e.g. 8M): chunk deadlines follow playback after -startup")
 	fs.DurationVar(&o.startup, "startup", 2*time.Second, "start-up delay before playback (VOD, and -rate)")
 	fs.DurationVar(&o.prefetch, "prefetch", 12*time.Second, "VOD: fetch a segment this long (media time) before it plays")
-	fs.StringVar(&upload, "upload", "10M", "declared upload capacity of each peer, bits/s (x_caps)")
+	fs.StringVar(&upload, "upload", "10M", "declared upload `capacity` of each peer in bits/s, e.g. 10M (x_caps)")
 	fs.Float64Var(&o.uploadFraction, "upload-fraction", 0, "share of the capacity a peer uploads (default: 1/3 or the edge's x_policy)")
 	fs.BoolVar(&o.unlimited, "unlimited-upload", false, "do not pace uploads at all")
 	fs.StringVar(&poison, "poison", "", "peers that corrupt every chunk they send: `list` of peer indexes (from 0) or addresses")
 	fs.StringVar(&o.site, "site", "", "x_site: the edge's site `name` (default: the edge infers it)")
 	fs.IntVar(&o.maxNeighbors, "max-neighbors", 0, "neighbors per peer (default: the peer's, 8)")
 	fs.Float64Var(&o.k, "k", 0, "Slurpie k: peers of the swarm that fetch a chunk nobody holds (default 3)")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this `long`")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this `duration`")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.verbose, "v", false, "log the peers' events to stderr")
 	fs.BoolVar(&o.pionDetail, "vv", false, "also log pion's own debug messages (ICE, DTLS, SCTP: very many)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: swarm [flags]\n\nRuns N Go peers against an edge and reports where their bytes came from.\n\nFlags:")
+		fmt.Fprint(stderr, `usage: swarm [flags]
+
+Runs N Go peers against an edge and reports where their bytes came from:
+bytes by source and offload, each peer's upload against its budget,
+completion, verification failures, and peer bytes across ISPs and regions
+(localities as the edge's /pa/v1/whoami gives them).
+
+Examples:
+  swarm -edge http://127.0.0.1:8080 -n 20 -object /bytes/33554432 -unlimited-upload
+  swarm -addrs 127.0.10.1-5,127.0.11.1-5 -poison 127.0.10.3 -json
+  swarm -n 6 -vod /vod/sample/master.m3u8 -stagger 3s
+
+Flags:
+`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
