@@ -62,6 +62,14 @@ func runSwarm(ctx context.Context, o *options, log *slog.Logger) (*report, error
 		if segs, swarmName, err = loadVOD(ctx, o); err != nil {
 			return nil, err
 		}
+	} else {
+		// Fail fast, with the edge's own words, when the edge is not
+		// there or will not serve the object, rather than after every
+		// peer's deadline.
+		hc := &http.Client{Timeout: 30 * time.Second}
+		if _, err := manifestSize(ctx, hc, o.edge, o.object); err != nil {
+			return nil, fmt.Errorf("edge %s: %w", o.edge, err)
+		}
 	}
 
 	members := make([]*member, o.n)

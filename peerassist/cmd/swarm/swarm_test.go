@@ -128,6 +128,18 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
+func TestEdgeUnreachable(t *testing.T) {
+	var stderr bytes.Buffer
+	start := time.Now()
+	code := run(context.Background(), []string{"-edge", "http://127.0.0.1:1", "-n", "2"}, &bytes.Buffer{}, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "connection refused") {
+		t.Errorf("run = %d, stderr %q; want 1 and the dial error", code, stderr.String())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v to report an unreachable edge", d)
+	}
+}
+
 const master = `#EXTM3U
 #EXT-X-VERSION:7
 #EXT-X-STREAM-INF:BANDWIDTH=437800,RESOLUTION=640x360,CODECS="avc1.4d401f,mp4a.40.2"
