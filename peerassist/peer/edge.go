@@ -32,6 +32,11 @@ const maxManifestBytes = 32 << 20
 // X-PA-Use-Peers).
 var ErrUsePeers = errors.New("edge asks to fetch from peers")
 
+// ErrObjectChanged: the edge's bytes no longer match the manifest the fetch
+// started with (the object was updated at the origin meanwhile). Fetch it
+// again for the new version.
+var ErrObjectChanged = errors.New("object changed at the edge since its manifest")
+
 // RefusedError is an edge 429: retry after RetryAfter, from peers meanwhile.
 type RefusedError struct {
 	RetryAfter time.Duration
@@ -170,13 +175,13 @@ func (c *edgeClient) rangeGet(ctx context.Context, path string, start, end, size
 			return fmt.Errorf("edge GET %s: %w", u, err)
 		}
 		if cs != start || ce != end || total != size {
-			return fmt.Errorf("edge GET %s: Content-Range %d-%d/%d, asked %d-%d of %d bytes (object changed?)",
-				u, cs, ce-1, total, start, end-1, size)
+			return fmt.Errorf("edge GET %s: Content-Range %d-%d/%d, asked %d-%d of %d bytes: %w",
+				u, cs, ce-1, total, start, end-1, size, ErrObjectChanged)
 		}
 	case http.StatusOK:
 		// The edge ignored the range (allowed by RFC 9110): skip to it.
 		if resp.ContentLength >= 0 && resp.ContentLength != size {
-			return fmt.Errorf("edge GET %s: %d bytes, manifest says %d (object changed?)", u, resp.ContentLength, size)
+			return fmt.Errorf("edge GET %s: %d bytes, manifest says %d: %w", u, resp.ContentLength, size, ErrObjectChanged)
 		}
 		if _, err := io.CopyN(io.Discard, resp.Body, start); err != nil {
 			return fmt.Errorf("edge GET %s: skipping to %d: %w", u, start, err)

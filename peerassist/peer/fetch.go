@@ -790,13 +790,14 @@ func (p *Peer) runEdge(j edgeJob) {
 		if j.urgent {
 			f.retryAt[j.c] = time.Now().Add(200 * time.Millisecond)
 		}
-	case errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && he.Status != http.StatusRequestTimeout:
+	case errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && he.Status != http.StatusRequestTimeout,
+		errors.Is(err, ErrObjectChanged):
 		p.endFetch(f, err)
 	case err != nil:
 		p.log.Debug("edge fetch failed; will retry", "path", o.path, "chunk", j.c, "err", err)
 		f.retryAt[j.c] = time.Now().Add(500 * time.Millisecond)
 	case !ok:
-		p.endFetch(f, fmt.Errorf("fetching %s: chunk %d from the edge does not match its manifest (object changed?)", o.path, j.c))
+		p.endFetch(f, fmt.Errorf("fetching %s: chunk %d from the edge does not match its manifest: %w", o.path, j.c, ErrObjectChanged))
 	default:
 		if p.edgeEWMA == 0 {
 			p.edgeEWMA = elapsed

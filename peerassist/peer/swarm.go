@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,7 @@ type swarm struct {
 
 	lastAnnounce time.Time
 	announcing   bool
+	quietUntil   time.Time // the coordinator dropped us from the swarm: no announces until then
 	lastReport   time.Time
 	reported     [3]int64 // counters in the last report
 	badChunks    []signal.BadChunk
@@ -62,6 +64,10 @@ type swarm struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
+
+// announceBackoff is how long a peer the coordinator dropped from a swarm
+// waits before announcing to it again.
+const announceBackoff = time.Minute
 
 // pendingOffer is an offer of ours waiting for an answer.
 type pendingOffer struct {
@@ -182,7 +188,7 @@ func (p *Peer) announceDue(sw *swarm) (signal.Event, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
-	if sw.announcing || p.closed {
+	if sw.announcing || p.closed || now.Before(sw.quietUntil) {
 		return 0, false
 	}
 	since := now.Sub(sw.lastAnnounce)
@@ -384,6 +390,11 @@ func (p *Peer) onSignal(r *signal.Response) {
 	switch r.Kind {
 	case signal.KindFailure:
 		p.log.Warn("coordinator refused a message", "reason", r.Failure)
+		// Dropped or banned from a swarm: stop announcing to it for a
+		// while instead of asking again every few seconds.
+		if sw := p.swarms[r.InfoHash]; sw != nil && r.HasInfoHash && strings.HasPrefix(r.Failure, "dropped from") {
+			sw.quietUntil = time.Now().Add(announceBackoff)
+		}
 		return
 	case signal.KindPolicy:
 		return
