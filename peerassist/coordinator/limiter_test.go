@@ -165,7 +165,10 @@ func TestSessionInfoSeed(t *testing.T) {
 // BenchmarkAdmit compares the admission paths on the HTTP hot path, with
 // every goroutine asking about its own session: a Limiter (lock-free
 // lookup, per-session state) and the SetAdmission hook (a snapshot under
-// the coordinator's lock).
+// the coordinator's lock). In the "busy" variants another goroutine takes
+// the coordinator's lock as the policy tick's snapshot (Sessions) does,
+// over and over with 100µs pauses, as announces and the tick do in
+// production.
 func BenchmarkAdmit(b *testing.B) {
 	co, err := New(Options{Config: testConfig(), Locator: LocatorFunc(fakeLocate), NoEpoll: true})
 	if err != nil {
@@ -180,10 +183,27 @@ func BenchmarkAdmit(b *testing.B) {
 		co.sessionCount.Add(1)
 		ids[i] = s.id
 	}
-	run := func(b *testing.B) {
+	run := func(b *testing.B, busy bool) {
+		if busy {
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					co.Sessions()
+					time.Sleep(100 * time.Microsecond)
+				}
+			})
+			defer func() { close(stop); wg.Wait() }()
+		}
 		b.ReportAllocs()
 		var next sync.Mutex
 		k := 0
+		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			next.Lock()
 			id := ids[k%n]
@@ -194,17 +214,25 @@ func BenchmarkAdmit(b *testing.B) {
 			}
 		})
 	}
-	b.Run("hook", func(b *testing.B) {
-		co.SetAdmission(func(SessionInfo, bool) (bool, time.Duration, string) { return true, 0, "" })
-		defer co.SetAdmission(nil)
-		run(b)
-	})
-	b.Run("limiter", func(b *testing.B) {
-		for _, id := range ids {
-			co.SetLimiter(id, admitAll{})
-		}
-		run(b)
-	})
+	for _, busy := range []bool{false, true} {
+		name := map[bool]string{false: "", true: "/busy"}[busy]
+		b.Run("hook"+name, func(b *testing.B) {
+			co.SetAdmission(func(SessionInfo, bool) (bool, time.Duration, string) { return true, 0, "" })
+			defer co.SetAdmission(nil)
+			run(b, busy)
+		})
+		b.Run("limiter"+name, func(b *testing.B) {
+			for _, id := range ids {
+				co.SetLimiter(id, admitAll{})
+			}
+			defer func() {
+				for _, id := range ids {
+					co.SetLimiter(id, nil)
+				}
+			}()
+			run(b, busy)
+		})
+	}
 }
 
 type admitAll struct{}
