@@ -3,12 +3,13 @@ package policy
 import (
 	"cmp"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // The EBU stops of a tick over 1M sessions: choosing the k fastest of up
@@ -105,17 +106,14 @@ func sortByID(c []rankedStop, idOf func(int32) string) {
 
 // heldFilter is a Bloom filter of the session IDs held stopped: it
 // rejects most sessions without a lookup in the stops map (two bits per ID
-// out of about 16, so about 1.5% of the others pass).
+// out of about 16, so about 1.5% of the others pass). The hash is xxHash:
+// fast, and the same from run to run.
 type heldFilter struct {
-	seed maphash.Seed
 	bits []uint64
 	mask uint64
 }
 
 func (f *heldFilter) reset(n int) {
-	if f.bits == nil {
-		f.seed = maphash.MakeSeed() // the hash only saves lookups: decisions never depend on it
-	}
 	words := 1 << bits.Len(uint(max(n*16/64, 16)-1))
 	if cap(f.bits) < words {
 		f.bits = make([]uint64, words)
@@ -126,14 +124,14 @@ func (f *heldFilter) reset(n int) {
 }
 
 func (f *heldFilter) add(id string) {
-	h := maphash.String(f.seed, id)
+	h := xxhash.Sum64String(id)
 	a, b := h&f.mask, (h>>32)&f.mask
 	f.bits[a/64] |= 1 << (a % 64)
 	f.bits[b/64] |= 1 << (b % 64)
 }
 
 func (f *heldFilter) mayHold(id string) bool {
-	h := maphash.String(f.seed, id)
+	h := xxhash.Sum64String(id)
 	a, b := h&f.mask, (h>>32)&f.mask
 	return f.bits[a/64]&(1<<(a%64)) != 0 && f.bits[b/64]&(1<<(b%64)) != 0
 }

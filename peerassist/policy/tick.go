@@ -284,6 +284,7 @@ type Engine struct {
 	shares  []swarmShare // what decide reads and adds to per session
 	info    []swarmInfo  // what aggregate reads per session
 	ss      []sessAgg
+	guess   swarmGuesser
 	ranked  []rankedStop // stop candidates
 	hist    []int32      // selectTop's counters
 	held    heldFilter
@@ -597,28 +598,29 @@ func (e *Engine) sessionRates(s *SessionObs, j int32, bps float64) (r sessionRat
 func (e *Engine) aggregate(obs *Observation, out *Decision, bps float64) (egressBps, extraBps float64) {
 	e.indexSwarms(obs, out)
 	e.ss = slices.Grow(e.ss[:0], len(obs.Sessions))[:len(obs.Sessions)]
-	// Finding a session's swarm by its key is a map lookup, the largest
-	// cost per session. Two guesses, each checked against the key, save
-	// most of them: sessions usually come in the same order as in the
-	// last tick (e.ss[i] still holds the swarm of the last tick's session
-	// i), or at least swarm by swarm (the last session's swarm). Keys
-	// that share their bytes compare in O(1).
-	lastJ := int32(-1)
+	guess := &e.guess
+	guess.delta, guess.misses, guess.byPrev = 0, 0, false
 	for i := range obs.Sessions {
 		s := &obs.Sessions[i]
-		var j int32
-		switch g := e.ss[i].swarm; {
-		case s.Swarm == "":
-			j = -1
+		paused := guess.misses >= 16
+		if !paused {
+			guess.ring[i&15] = e.ss[i].swarm // the last tick's, about to be overwritten
+		}
+		// The guess that hit last, inline; the others in find.
+		j := int32(-1)
+		if s.Swarm == "" {
 			out.Degraded.NoSwarm++
-		case uint(g) < uint(len(e.info)) && e.info[g].key == s.Swarm:
-			j = g
-		case lastJ >= 0 && e.info[lastJ].key == s.Swarm:
-			j = lastJ
-		default:
+		} else if p := i + guess.delta; !paused && !guess.byPrev && p >= i && p < len(e.ss) && e.isSwarm(e.ss[p].swarm, s.Swarm) {
+			j = e.ss[p].swarm
+			guess.misses = 0
+		} else if !paused && guess.byPrev && i > 0 && e.isSwarm(e.ss[i-1].swarm, s.Swarm) {
+			j = e.ss[i-1].swarm
+			guess.misses = 0
+		} else if paused && i%16 != 0 {
+			j = e.swarmOf(s.Swarm, out)
+		} else if j = guess.find(e.ss, e.info, i, s.Swarm); j < 0 {
 			j = e.swarmOf(s.Swarm, out)
 		}
-		lastJ = j
 		r := e.sessionRates(s, j, bps)
 		budget := e.budgetOf(s, j)
 		a := sessAgg{
@@ -672,6 +674,66 @@ func (e *Engine) aggregate(obs *Observation, out *Decision, bps float64) (egress
 		w.class = Classify(SwarmStats{Leechers: int(sum.leechers), Seeds: int(sum.seeds), AvgRateBps: avg, BasicRateBps: e.info[j].basicBps, Video: w.video})
 	}
 	return egressBps, extraBps
+}
+
+// swarmGuesser saves most of the map lookups that find each session's
+// swarm by its key, by guessing and checking the guess against the key
+// (keys that share their bytes, as when the caller passes the swarm's own
+// key string, compare in O(1)). Callers list sessions in much the same
+// order tick after tick, with a few joining and leaving, or swarm by
+// swarm. So the guesses are: the swarm of the session at the same place in
+// the last tick, allowing for the shift that sessions leaving or joining
+// before it caused (delta, followed one place at a time); and the swarm
+// of the previous session. The one that hit last is tried first, inline
+// in aggregate. The last tick's swarms are in e.ss until aggregate
+// overwrites them, those of the 15 places before the current one in ring.
+// When sessions come in an order no guess follows (a miss costs up to four
+// string comparisons, more than a lookup), guessing pauses: after 16
+// sessions in a row that no guess found, it is tried on one session in 16
+// until it hits again.
+type swarmGuesser struct {
+	ring   [16]int32 // the last tick's swarm at places i-15..i, by place%16
+	delta  int       // this tick's place i held the last tick's i+delta
+	misses int       // sessions in a row that no guess found
+	byPrev bool      // the last hit was the previous session's swarm
+}
+
+// find returns the swarm of the session at place i with the given key, or
+// -1 when no guess is right; aggregate has tried the first guess (the same
+// place shifted by delta) inline.
+func (g *swarmGuesser) find(ss []sessAgg, info []swarmInfo, i int, key string) int32 {
+	if i > 0 {
+		if j := ss[i-1].swarm; j >= 0 && info[j].key == key {
+			g.misses, g.byPrev = 0, true
+			return j
+		}
+	}
+	for _, d := range [...]int{0, 1, -1} {
+		if j := g.last(ss, i, i+g.delta+d); uint(j) < uint(len(info)) && info[j].key == key {
+			g.delta += d
+			g.misses, g.byPrev = 0, false
+			return j
+		}
+	}
+	g.misses++
+	return -1
+}
+
+// last returns the swarm index of the last tick's session at place p, or
+// -1 if it is not at hand; i is the place aggregate is at.
+func (g *swarmGuesser) last(ss []sessAgg, i, p int) int32 {
+	switch {
+	case p >= i && p < len(ss):
+		return ss[p].swarm
+	case p < i && p > i-16 && p >= 0:
+		return g.ring[p&15]
+	}
+	return -1
+}
+
+// isSwarm reports whether j is the index of this tick's swarm with key.
+func (e *Engine) isSwarm(j int32, key string) bool {
+	return uint(j) < uint(len(e.info)) && e.info[j].key == key
 }
 
 // stop takes a session out of the allocation: it keeps its floor
