@@ -381,9 +381,15 @@ func (e *Engine) Params() Params { return e.p }
 // swarm in proportion to what each session could use; spread what no
 // swarm can use evenly as slack.
 //
-// Its cost is linear in the sessions (two passes over them, three when
-// EBU is over the cap, four when stops are held) plus the allocation over
-// the swarms; see BenchmarkTickVsAllocate.
+// The cost is linear in the sessions plus the allocation over the swarms:
+// a pass over the observation (aggregate) and one writing the decisions,
+// and when EBU is over the cap or stops are held, passes to choose the k
+// fastest (a radix select, not a sort) and to find held IDs (through a
+// Bloom filter). Once its scratch and out have grown, a tick allocates
+// nothing per session: a tick under the cap allocates nothing at all (new
+// swarms' curves aside), one over it the stop reasons (in shared chunks of
+// 64 KB) and the stops map's growth. BenchmarkTickVsAllocate and BenchmarkTickVsReference measure
+// it.
 func (e *Engine) Tick(obs *Observation, out *Decision) {
 	e.tick++
 	sessions := slices.Grow(out.Sessions[:0], len(obs.Sessions))[:len(obs.Sessions)]
