@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +102,6 @@ func TestGoPeerTakesFromBrowser(t *testing.T) {
 // plays it taking chunks from the Go peer.
 func TestBrowserTakesFromGoPeer(t *testing.T) {
 	RequireNetns(t)
-	skipKnownIssue(t)
 	e := StartEdge(t)
 	paths := segments(t, e)
 	gp := newGoPeer(t, e, false)
@@ -124,7 +122,6 @@ func TestBrowserTakesFromGoPeer(t *testing.T) {
 // never played, it is dropped, and playback finishes from the edge.
 func TestCorruptGoPeerDropped(t *testing.T) {
 	RequireNetns(t)
-	skipKnownIssue(t)
 	e := StartEdge(t)
 	paths := segments(t, e)
 	bad := newGoPeer(t, e, true)
@@ -146,16 +143,5 @@ func TestCorruptGoPeerDropped(t *testing.T) {
 	page.MustEval(`paDemo.peerEvents.some(e => e.state === "dropped")`, &dropped)
 	if !dropped {
 		t.Errorf("browser did not drop the corrupting peer")
-	}
-}
-
-// skipKnownIssue: when a Go peer joins the swarm before the browser, the
-// browser sometimes never connects to it (both directions' tests passed in
-// some runs and failed in others; a browser that joins first always serves
-// a later Go peer). Not yet diagnosed; PA_BROWSERTEST_KNOWN_ISSUES=1 runs
-// these tests anyway.
-func skipKnownIssue(t *testing.T) {
-	if os.Getenv("PA_BROWSERTEST_KNOWN_ISSUES") == "" {
-		t.Skip("known issue: a browser joining after a Go peer does not always connect to it (set PA_BROWSERTEST_KNOWN_ISSUES=1 to run)")
 	}
 }
