@@ -62,7 +62,9 @@ func BenchmarkHit(b *testing.B) {
 //	  go test -run TestProfileServe -cpuprofile cpu.out ./edge/ &
 //	wrk -c64 -d20s http://127.0.0.1:18090/bytes/1048576
 //
-// It is skipped unless EDGE_PROFILE_ADDR is set.
+// With EDGE_PROFILE_DISK=1 the edge has a disk tier (large hits are then
+// sent with sendfile), as in edge/bench/run.sh. It is skipped unless
+// EDGE_PROFILE_ADDR is set.
 func TestProfileServe(t *testing.T) {
 	addr := os.Getenv("EDGE_PROFILE_ADDR")
 	if addr == "" {
@@ -73,6 +75,10 @@ func TestProfileServe(t *testing.T) {
 	e := newEnv(t, nil, func(c *config.Config, _ *Options) {
 		c.Cache.ChunkBytes = 256 << 10
 		c.Cache.MemoryBytes = 1 << 30
+		if os.Getenv("EDGE_PROFILE_DISK") == "1" {
+			c.Cache.DiskPath = t.TempDir()
+			c.Cache.DiskBytes = 4 << 30
+		}
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

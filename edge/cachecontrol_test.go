@@ -90,6 +90,17 @@ func TestRevalidationNewContent(t *testing.T) {
 	e := newEnv(t, nil)
 	target := "/bytes/4000?cache_control=max-age=0"
 	first := e.get(target)
+	// A response is written as its fill runs: wait for each fill to commit
+	// before the next request, which must find its version.
+	stored := func() uint64 {
+		info, err := e.store.Lookup("demo\x00" + target)
+		if err != nil {
+			return 0
+		}
+		return info.Version
+	}
+	waitFor(t, "the first fill", func() bool { return stored() != 0 })
+	firstVersion := stored()
 	if err := e.origin.Origin.SetFaults(demo.Faults{Version: "v2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +114,7 @@ func TestRevalidationNewContent(t *testing.T) {
 		t.Errorf("revalidation did not deliver the new version (ETag %s -> %s)", first.get("ETag"), second.get("ETag"))
 	}
 	// And the next conditional revalidation uses the new validator: 304.
+	waitFor(t, "the second fill", func() bool { return stored() != firstVersion })
 	third := e.get(target)
 	if cs := third.get("Cache-Status"); cs != "edge; fwd=stale; fwd-status=304" || !bytes.Equal(third.body, want) {
 		t.Errorf("third request: %q", cs)

@@ -75,6 +75,8 @@ limits:
   max_connections: 10000
 cache:
   memory_bytes: 1GiB
+  disk_path: $TMP/edge-cache
+  disk_bytes: 4GiB
 sites:
   - name: bench
     origins:
@@ -125,12 +127,14 @@ http {
   }
 }
 EOF
-nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/nginx-error.log"
+nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/nginx-error.log" ||
+  { echo "run.sh: nginx did not start" >&2; tail -5 "$TMP/nginx-error.log" >&2; exit 1; }
 wait_http "http://$HOST:$NGINX_PORT/healthz" "$TMP/nginx-error.log"
 
 # --- Varnish ---
 varnishd -a "$HOST:$VARNISH_PORT" -b "$HOST:$ORIGIN_PORT" -s malloc,1G -n "$TMP/varnish" \
-  -P "$TMP/varnish.pid" -T "$HOST:0" -p thread_pool_min=50 >"$TMP/varnish.log" 2>&1
+  -P "$TMP/varnish.pid" -T "$HOST:0" -p thread_pool_min=50 >"$TMP/varnish.log" 2>&1 ||
+  { echo "run.sh: varnishd did not start" >&2; tail -5 "$TMP/varnish.log" >&2; exit 1; }
 wait_http "http://$HOST:$VARNISH_PORT/healthz" "$TMP/varnish.log"
 
 # --- warm the caches and check that the second request is a hit ---

@@ -108,6 +108,8 @@ type Stats struct {
 //	// chunks verified, to send with sendfile(2) (File.SendTo) or read
 //	// (file.go); ErrNotOnDisk for a version kept in memory only.
 //	func (s *Store) OpenFile(ctx context.Context, id, version uint64, off, n int64) (*File, error)
+//	// Resident reports whether a range's chunks are all in the memory tier.
+//	func (s *Store) Resident(id, version uint64, off, n int64) bool
 //	func (f *File) SendTo(dst syscall.RawConn) (int64, error)
 //	func (f *File) Read(p []byte) (int, error)
 //	func (f *File) Close() error

@@ -131,6 +131,30 @@ func (s *Store) OpenFile(ctx context.Context, id, version uint64, off, n int64) 
 	return f, nil
 }
 
+// Resident reports whether every chunk of bytes [off, off+n) of a complete
+// version is in the memory tier, without counting a read or changing its
+// recency: the HTTP layer writes such a range from memory and sends any
+// other with OpenFile, so that disk hits skip the read, the SHA-256 and the
+// promotion to memory of the chunk read path.
+func (s *Store) Resident(id, version uint64, off, n int64) bool {
+	if off < 0 || n <= 0 || off > maxEnd-n {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.versions[verKey{id, version}]
+	if v == nil || v.dead.Load() || !v.complete || off+n > v.size {
+		return false
+	}
+	cb := int64(v.chunkBytes)
+	for i := off / cb; i <= (off+n-1)/cb; i++ {
+		if !s.mem.Contains(chunkKey{id, version, int(i)}) {
+			return false
+		}
+	}
+	return true
+}
+
 // openDataFile opens v's data file and puts it in the fd cache, returning
 // it with a reference for the caller, who holds a reference to v.
 func (s *Store) openDataFile(v *version) (*dataFile, error) {

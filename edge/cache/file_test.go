@@ -333,3 +333,35 @@ func TestSendToDeadline(t *testing.T) {
 		t.Errorf("SendTo leaked EAGAIN: %v", err)
 	}
 }
+
+func TestResident(t *testing.T) {
+	s := diskStore(t, t.TempDir(), Options{MemoryBytes: 2 * fileTestChunk})
+	defer s.Close()
+	// Four chunks; memory keeps the last two written.
+	info := fillObject(t, s, "k", content("k", 4*fileTestChunk), true, fileTestChunk)
+	const c = fileTestChunk
+	tests := []struct {
+		name   string
+		ver    uint64
+		off, n int64
+		want   bool
+	}{
+		{"chunks in memory", info.Version, 2 * c, 2 * c, true},
+		{"one byte in memory", info.Version, 4*c - 1, 1, true},
+		{"a chunk on disk only", info.Version, c, 2 * c, false},
+		{"first chunk", info.Version, 0, 10, false},
+		{"empty range", info.Version, 2 * c, 0, false},
+		{"past the end", info.Version, 3 * c, 2 * c, false},
+		{"negative offset", info.Version, -1, 10, false},
+		{"unknown version", info.Version + 1, 2 * c, 10, false},
+	}
+	for _, tc := range tests {
+		if got := s.Resident(info.ID, tc.ver, tc.off, tc.n); got != tc.want {
+			t.Errorf("%s: Resident(%d, %d) = %v, want %v", tc.name, tc.off, tc.n, got, tc.want)
+		}
+	}
+	// Asking does not count as a read or make a chunk recent.
+	if st := s.Stats(); st.MemoryHits != 0 || st.DiskHits != 0 {
+		t.Errorf("Stats after Resident = %+v, want no reads counted", st)
+	}
+}
