@@ -1,6 +1,9 @@
 package policy
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // AllocInput is one swarm's part in Allocate.
 type AllocInput struct {
@@ -32,6 +35,13 @@ const bisectIterations = 64
 // elements, and returns the part of extraBps it could not place because
 // every swarm reached its MaxBps.
 func Allocate(in []AllocInput, extraBps float64, out []float64) (leftoverBps float64) {
+	left, _ := allocate(in, extraBps, out, nil)
+	return left
+}
+
+// allocate is Allocate with scratch for the water-filling terms, which it
+// returns grown, so that an Engine's ticks reuse it.
+func allocate(in []AllocInput, extraBps float64, out []float64, pre []waterTerm) (leftoverBps float64, scratch []waterTerm) {
 	if len(out) != len(in) {
 		panic("policy.Allocate: len(out) != len(in)")
 	}
@@ -67,7 +77,7 @@ func Allocate(in []AllocInput, extraBps float64, out []float64) (leftoverBps flo
 		}
 	}
 	if extra == 0 || room == 0 {
-		return extra
+		return extra, pre
 	}
 	if room <= extra { // everyone can be filled to the top
 		for i, s := range in {
@@ -75,7 +85,7 @@ func Allocate(in []AllocInput, extraBps float64, out []float64) (leftoverBps flo
 				out[i] = s.MaxBps
 			}
 		}
-		return extra - room
+		return extra - room, pre
 	}
 	// total(level) is the extra the swarms take at a water level: each
 	// takes the b where its marginal gain equals the level, within bounds.
@@ -83,7 +93,7 @@ func Allocate(in []AllocInput, extraBps float64, out []float64) (leftoverBps flo
 	// total still fits.
 	// Precompute each swarm's bounds and the constants of its inverse
 	// marginal gain, so each evaluation costs one exp per swarm.
-	pre := make([]waterTerm, 0, len(in))
+	pre = slices.Grow(pre[:0], len(in))
 	for i, s := range in {
 		lo := sanitizeBps(s.MinBps)
 		hi := s.MaxBps
@@ -113,7 +123,7 @@ func Allocate(in []AllocInput, extraBps float64, out []float64) (leftoverBps flo
 		return sum
 	}
 	if math.IsInf(hiLevel, 0) || math.IsNaN(hiLevel) {
-		return extra // no finite gain anywhere: nothing to compare
+		return extra, pre // no finite gain anywhere: nothing to compare
 	}
 	if math.IsInf(loLevel, -1) {
 		// Some swarm never saturates: walk the level down, doubling the
@@ -147,9 +157,9 @@ func Allocate(in []AllocInput, extraBps float64, out []float64) (leftoverBps flo
 			t := &pre[k]
 			out[t.i] = t.lo + (out[t.i]-t.lo)*scale
 		}
-		return 0
+		return 0, pre
 	}
-	return extra - used
+	return extra - used, pre
 }
 
 // logGain is log(c.MarginalGain(b)), computed in logs so that it stays

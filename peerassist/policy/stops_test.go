@@ -139,3 +139,32 @@ func TestSwarmGuessesAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestTickAllocatesNothing: once its scratch and the decision have grown,
+// a tick under the cap allocates nothing (a tick over 1M sessions must not
+// allocate per session, nor feed the garbage collector each tick).
+func TestTickAllocatesNothing(t *testing.T) {
+	e := newTestEngine(t, func(p *Params) { p.EdgeCapacityBps = 1e11 }) // EBU about 0.3
+	obs := randomObservation(7, 20_000, 200)
+	for i := range obs.Sessions {
+		// Demand beyond the headroom, so that the allocation water-fills.
+		obs.Sessions[i].DemandBps = 20e6
+	}
+	var d Decision
+	for k := range 3 {
+		obs.Now = t0.Add(time.Duration(k) * tick)
+		e.Tick(&obs, &d)
+	}
+	if d.StopK != 0 || d.JoinUnlimited {
+		t.Fatalf("want a tick under a known cap: StopK %d, capacity unknown %v", d.StopK, d.JoinUnlimited)
+	}
+	k := 3
+	allocs := testing.AllocsPerRun(5, func() {
+		obs.Now = t0.Add(time.Duration(k) * tick)
+		k++
+		e.Tick(&obs, &d)
+	})
+	if allocs != 0 {
+		t.Errorf("a tick allocates %v times, want 0", allocs)
+	}
+}

@@ -290,6 +290,7 @@ type Engine struct {
 	held    heldFilter
 	details stopDetails
 	ain     []AllocInput
+	water   []waterTerm // Allocate's scratch
 	aout    []float64
 }
 
@@ -882,7 +883,8 @@ func (e *Engine) allocateExtra(out *Decision) (slackPerSession float64) {
 		}
 		e.ain[j] = AllocInput{Curve: c, MinBps: lo, MaxBps: hi}
 	}
-	leftover := Allocate(e.ain, extra, e.aout)
+	leftover, water := allocate(e.ain, extra, e.aout, e.water)
+	e.water = water
 
 	// Explore: move each swarm's share up or down by Exploration, the sign
 	// alternating by tick and swarm, so that every curve sees samples on
