@@ -611,7 +611,7 @@ func (e *Engine) aggregate(obs *Observation, out *Decision, bps float64) (egress
 	sessions := obs.Sessions
 	for i := range sessions {
 		s := &sessions[i]
-		if i%readAhead == 0 {
+		if i%readAhead == 0 && (guess.byPrev || guess.misses > 0) {
 			e.sink ^= touchKeys(sessions[min(i+readAhead, len(sessions)):min(i+2*readAhead, len(sessions))])
 		}
 		paused := guess.misses >= 16
@@ -697,7 +697,9 @@ const readAhead = 16
 // strings the caller allocated, anywhere in memory: read one at a time as
 // each session is aggregated, each can cost a cache miss that stalls the
 // pass (tens of ns, as much as the rest of the session's work). Read in a
-// burst some sessions ahead, the misses overlap.
+// burst some sessions ahead, the misses overlap. Aggregate does it while
+// the sessions do not follow the last tick's order (in that order the
+// keys were read in the same order last tick, and likely lie in it).
 func touchKeys(ss []SessionObs) (x byte) {
 	for i := range ss {
 		if k := ss[i].Swarm; len(k) > 0 {
