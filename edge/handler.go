@@ -203,11 +203,16 @@ var (
 
 // handle is the public request handler.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	// The request is read: no read timeout while handling it; the write
+	// timeout runs once the handler returns (timeouts.go).
+	conn := s.conns.entry(ctx.Conn())
+	s.markPhase(conn, phaseHandling)
 	x := s.acquireExchange(ctx)
 	s.stats.requests.Add(1)
 	x.req.scan(&ctx.Request.Header)
 	x.startSpan()
 	defer func() {
+		s.markPhase(conn, phaseWriting)
 		// A bug must cost one request, not the process and every
 		// connection on it.
 		if r := recover(); r != nil {

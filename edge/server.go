@@ -82,6 +82,11 @@ type Server struct {
 	conns connTracker
 	stats counters
 
+	// Timeouts (timeouts.go): the sweeper's clock and its goroutine.
+	created     time.Time
+	clockMs     atomic.Int64
+	sweeperDone sync.WaitGroup
+
 	mu         sync.Mutex
 	gens       []*generation  // fasthttp servers; the last one gets new connections
 	listeners  []net.Listener // public listeners being served
@@ -130,6 +135,7 @@ func New(opts Options) (*Server, error) {
 	s.tbl.Store(tbl)
 	s.tel = newTelemetry(s)
 	s.conns.init()
+	s.created = time.Now()
 	return s, nil
 }
 
@@ -216,7 +222,7 @@ func (s *Server) accept(c net.Conn) {
 		if g == nil {
 			break
 		}
-		if reason := s.conns.acquire(c, ip, g, tbl.cfg.Limits); reason != "" {
+		if reason := s.conns.acquire(c, ip, g, tbl.cfg.Limits, s.nowMs()); reason != "" {
 			s.stats.connsRejected.Add(1)
 			rejectConn(c, reason)
 			return
@@ -314,6 +320,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// Out of time: cut what is left.
 		s.conns.closeAll()
 	}
+	s.sweeperDone.Wait()
 
 	// Fills: let them finish unless ctx ends first, then abort them.
 	done := make(chan struct{})
@@ -357,6 +364,11 @@ func (s *Server) generation(tbl *table) *generation {
 	lim := tbl.cfg.Limits
 	if n := len(s.gens); n > 0 && sameConnLimits(s.gens[n-1].limits, lim) {
 		return s.gens[n-1]
+	}
+	if len(s.gens) == 0 {
+		s.tickClock()
+		s.sweeperDone.Add(1)
+		go s.sweep()
 	}
 	g := &generation{limits: lim, ln: newChanListener(), served: make(chan struct{})}
 	g.srv = s.newFastServer(lim)
@@ -403,10 +415,9 @@ func (s *Server) newFastServer(lim config.Limits) *fasthttp.Server {
 		Name:         "",
 		// The whole request header must fit in the read buffer; a larger
 		// one is answered 431 by the ErrorHandler.
-		ReadBufferSize:               int(lim.MaxHeaderBytes),
-		ReadTimeout:                  lim.ReadTimeout.D(),
-		WriteTimeout:                 lim.WriteTimeout.D(),
-		IdleTimeout:                  lim.IdleTimeout.D(),
+		ReadBufferSize: int(lim.MaxHeaderBytes),
+		// Read, write and idle timeouts are the sweeper's (timeouts.go),
+		// not per-request socket deadlines.
 		MaxRequestBodySize:           maxRequestBodyBytes,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
@@ -422,14 +433,6 @@ func (s *Server) newFastServer(lim config.Limits) *fasthttp.Server {
 // maxRequestBodyBytes bounds request bodies: GET and HEAD carry none, and
 // routes (signaling, reports) take small JSON documents.
 const maxRequestBodyBytes = 1 << 20
-
-// connState releases the connection's slot once fasthttp is done with it.
-func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
-	switch st {
-	case fasthttp.StateClosed, fasthttp.StateHijacked:
-		s.conns.release(c)
-	}
-}
 
 // fastLogger sends fasthttp's own messages to slog at debug level: they
 // are about single bad clients (the handler logs what matters).
@@ -479,27 +482,26 @@ func (l *chanListener) Close() error {
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
 // connTracker counts open connections, in total, per client address and
-// per generation, and remembers them so that Shutdown can close the rest.
-// Its zero value is not usable (call init); it is safe for concurrent use.
+// per generation, and remembers them so that Shutdown can close the rest
+// and the sweeper can time them out. Its zero value is not usable (call
+// init); it is safe for concurrent use.
 type connTracker struct {
 	mu    sync.Mutex
-	open  map[net.Conn]connEntry
+	open  map[net.Conn]*connEntry
 	perIP map[netip.Addr]int
-}
-
-type connEntry struct {
-	ip  netip.Addr
-	gen *generation
+	// byConn holds the entries of open too, for lookups without the lock
+	// on every request (timeouts.go).
+	byConn sync.Map
 }
 
 func (t *connTracker) init() {
-	t.open = map[net.Conn]connEntry{}
+	t.open = map[net.Conn]*connEntry{}
 	t.perIP = map[netip.Addr]int{}
 }
 
 // acquire registers c, to be served by g, unless a limit is reached; it
-// returns the reason for refusing it, or "".
-func (t *connTracker) acquire(c net.Conn, ip netip.Addr, g *generation, lim config.Limits) string {
+// returns the reason for refusing it, or "". nowMs starts its first phase.
+func (t *connTracker) acquire(c net.Conn, ip netip.Addr, g *generation, lim config.Limits, nowMs int64) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if lim.MaxConnections > 0 && len(t.open) >= lim.MaxConnections {
@@ -508,7 +510,10 @@ func (t *connTracker) acquire(c net.Conn, ip netip.Addr, g *generation, lim conf
 	if lim.MaxConnectionsPerIP > 0 && t.perIP[ip] >= lim.MaxConnectionsPerIP {
 		return "too many connections from your address"
 	}
-	t.open[c] = connEntry{ip: ip, gen: g}
+	e := &connEntry{c: c, ip: ip, gen: g}
+	e.set(phaseNew, nowMs)
+	t.open[c] = e
+	t.byConn.Store(c, e)
 	t.perIP[ip]++
 	g.conns++
 	return ""
@@ -524,6 +529,7 @@ func (t *connTracker) release(c net.Conn) {
 		return
 	}
 	delete(t.open, c)
+	t.byConn.Delete(c)
 	if t.perIP[e.ip] <= 1 {
 		delete(t.perIP, e.ip)
 	} else {
