@@ -191,15 +191,18 @@ type SiteStatus struct {
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
+	// The per-request counters are the metrics' (telemetry.go): requests
+	// are counted once answered.
+	requests, bodyBytes, byLabel := s.tel.totals()
 	st := Stats{
-		Requests:    s.stats.requests.Load(),
-		Hits:        s.stats.hits.Load(),
-		Stale:       s.stats.stale.Load(),
-		Misses:      s.stats.misses.Load(),
-		Revalidated: s.stats.revalidated.Load(),
-		Passes:      s.stats.passes.Load(),
-		Errors:      s.stats.errors.Load(),
-		BytesServed: s.stats.bytesServed.Load(),
+		Requests:    requests,
+		Hits:        byLabel[labelHit],
+		Stale:       byLabel[labelStale],
+		Misses:      byLabel[labelMiss],
+		Revalidated: byLabel[labelRevalidated],
+		Passes:      byLabel[labelPass],
+		Errors:      byLabel[labelError],
+		BytesServed: bodyBytes,
 		OriginBytes: s.stats.originBytes.Load(),
 		Connections: ConnStats{
 			Open:     s.conns.count(),

@@ -129,7 +129,7 @@ func (s *Server) fetchCollapsed(x *exchange, stale *storedObj) (fetchResult, boo
 	}
 	spec := fetchSpec{
 		site: x.site, policy: x.tbl.policy, maxObj: x.tbl.maxObjectBytes,
-		primary: x.primary, key: x.key, stale: stale, parent: x.spanCtx, forClient: true,
+		primary: x.primary, key: x.key, stale: stale, parent: x.traceContext(), forClient: true,
 		req: s.originRequest(x, true, stale),
 	}
 	var res fetchResult
@@ -152,7 +152,7 @@ func (s *Server) revalidateInBackground(x *exchange, obj storedObj) {
 	spec := &fetchSpec{
 		site: x.site, policy: x.tbl.policy, maxObj: x.tbl.maxObjectBytes,
 		primary: x.primary, key: x.key, stale: &obj,
-		parent: trace.ContextWithSpanContext(context.Background(), x.span.SpanContext()),
+		parent: trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(x.traceContext())),
 		req:    s.originRequest(x, true, &obj),
 	}
 	s.fills.Add(1)
@@ -167,7 +167,7 @@ func (s *Server) revalidateInBackground(x *exchange, obj storedObj) {
 // response: a fill of the store, a revalidated stored version, or a
 // response passed through.
 func (s *Server) fetch(spec *fetchSpec) (res fetchResult) {
-	ctx, span := tracer.Start(spec.parent, "edge.fetch", trace.WithSpanKind(trace.SpanKindInternal))
+	ctx, span := s.tracer.Start(spec.parent, "edge.fetch", trace.WithSpanKind(trace.SpanKindInternal))
 	defer func() {
 		span.SetAttributes(attribute.String("edge.site", spec.site.name), attribute.Int("http.response.status_code", res.status))
 		if res.err != nil {
@@ -321,7 +321,7 @@ func equalStrings(a, b []string) bool {
 func (s *Server) copyFill(parent context.Context, f *cache.Fill, resp *fasthttp.Response, spec *fetchSpec) {
 	defer s.fills.Done()
 	defer releaseResponse(resp)
-	_, span := tracer.Start(parent, "edge.fill")
+	_, span := s.tracer.Start(parent, "edge.fill")
 	var (
 		n   int64
 		err error
@@ -403,11 +403,21 @@ type passEntry struct {
 }
 
 func (s *Server) markPass(primary, reason string, now time.Time) {
-	s.passes.Add(primary, passEntry{until: now.Add(passTTL).UnixNano(), reason: reason})
+	until := now.Add(passTTL).UnixNano()
+	s.passes.Add(primary, passEntry{until: until, reason: reason})
+	for {
+		old := s.passesUntil.Load()
+		if old >= until || s.passesUntil.CompareAndSwap(old, until) {
+			return
+		}
+	}
 }
 
 // passReason returns why primary is passed to the origin, or "".
 func (s *Server) passReason(primary string, now int64) string {
+	if now >= s.passesUntil.Load() {
+		return "" // every entry has expired: skip the table's lock
+	}
 	p, ok := s.passes.Peek(primary)
 	if !ok {
 		return ""
@@ -428,7 +438,7 @@ func (s *Server) servePass(x *exchange, fwd, reason string) {
 	if x.head {
 		resp.SkipBody = true
 	}
-	ctx, span := tracer.Start(x.spanCtx, "edge.fetch")
+	ctx, span := s.tracer.Start(x.traceContext(), "edge.fetch")
 	_, err := s.origins.Do(ctx, x.site.name, req, resp)
 	span.End()
 	fasthttp.ReleaseRequest(req)

@@ -208,7 +208,6 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	conn := s.conns.entry(ctx.Conn())
 	s.markPhase(conn, phaseHandling)
 	x := s.acquireExchange(ctx)
-	s.stats.requests.Add(1)
 	x.req.scan(&ctx.Request.Header)
 	x.startSpan()
 	defer func() {

@@ -28,6 +28,8 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/peerassist/edgebox/config"
 	"github.com/peerassist/edgebox/edge/cache"
@@ -66,6 +68,9 @@ type Server struct {
 	metrics  fasthttp.RequestHandler
 	log      *slog.Logger
 	tel      *telemetry
+	// tracer is the global provider's when New ran (the edge binary
+	// installs the SDK first), so spans skip the global delegate.
+	tracer trace.Tracer
 
 	tbl atomic.Pointer[table]
 
@@ -78,6 +83,8 @@ type Server struct {
 	flights flightGroup
 	metas   *lru.Cache[metaKey, metaEntry] // decoded ObjectInfo.HTTP
 	passes  *lru.Cache[string, passEntry]  // hit-for-pass: primary key -> until when, why
+	// passesUntil is the latest expiry (Unix ns) of an entry of passes.
+	passesUntil atomic.Int64
 
 	conns connTracker
 	stats counters
@@ -134,6 +141,7 @@ func New(opts Options) (*Server, error) {
 	s.routes = opts.Routes
 	s.tbl.Store(tbl)
 	s.tel = newTelemetry(s)
+	s.tracer = otel.Tracer(instrumentationName)
 	s.conns.init()
 	s.created = time.Now()
 	return s, nil
@@ -570,11 +578,9 @@ func (t *connTracker) closeAll() {
 	}
 }
 
-// counters are the server's own statistics (for /stats).
+// counters are the server's own statistics (for /stats) besides the
+// per-request ones of telemetry.
 type counters struct {
 	connsAccepted, connsRejected atomic.Int64
-	requests                     atomic.Int64
-	hits, misses, stale          atomic.Int64
-	revalidated, passes, errors  atomic.Int64
-	bytesServed, originBytes     atomic.Int64
+	originBytes                  atomic.Int64
 }

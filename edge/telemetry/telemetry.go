@@ -76,10 +76,11 @@ func Setup(ctx context.Context, cfg config.Telemetry, opts Options) (*Telemetry,
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 	t.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{}))
 
-	// Traces: always sampled by parent; roots at the configured ratio.
+	// Traces: always sampled by parent; roots at the configured ratio, or
+	// always when the caller drew the ratio itself (SampledRoot).
 	tpOpts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.TraceSampleRatio))),
+		sdktrace.WithSampler(sdktrace.ParentBased(rootSampler{sdktrace.TraceIDRatioBased(cfg.TraceSampleRatio)})),
 	}
 	if endpoint, ok := otlpEndpoint(cfg); ok {
 		var eo []otlptracehttp.Option
@@ -154,4 +155,29 @@ func NewLogger(cfg config.Telemetry, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, ho))
 	}
 	return slog.New(slog.NewJSONHandler(w, ho))
+}
+
+// SampledRoot marks ctx so that a root span started with it is sampled,
+// whatever the ratio: for callers that draw trace_sample_ratio themselves
+// before starting a span, so that a request not traced starts no span at
+// all (the edge's request spans: an unsampled span from the SDK still costs
+// about half a microsecond). Spans with a parent follow the parent.
+func SampledRoot(ctx context.Context) context.Context {
+	return context.WithValue(ctx, sampledRootKey{}, true)
+}
+
+type sampledRootKey struct{}
+
+// rootSampler samples roots marked by SampledRoot, others by ratio.
+type rootSampler struct{ ratio sdktrace.Sampler }
+
+func (r rootSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if p.ParentContext != nil && p.ParentContext.Value(sampledRootKey{}) != nil {
+		return sdktrace.AlwaysSample().ShouldSample(p)
+	}
+	return r.ratio.ShouldSample(p)
+}
+
+func (r rootSampler) Description() string {
+	return "SampledRootOr{" + r.ratio.Description() + "}"
 }
