@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,13 +49,24 @@ type Browser struct {
 	cancel func()
 }
 
+// HideLocalIPs, passed to NewBrowser, keeps Chromium's default of hiding
+// host addresses behind random mDNS ".local" names in ICE candidates, as
+// every real browser does; without it the tests' browsers publish
+// 10.77.0.1.
+const HideLocalIPs = "pa:hide-local-ips"
+
 // NewBrowser starts headless Chromium with the flags WebRTC tests need:
-// no mDNS hiding of host addresses (the peers see 10.77.0.1), no QUIC, no
-// background traffic, autoplay without a gesture. extraFlags are
-// "name=value" or "name".
+// no mDNS hiding of host addresses (the peers see 10.77.0.1; pass
+// HideLocalIPs to keep it), no QUIC, no background traffic, autoplay
+// without a gesture. extraFlags are "name=value" or "name".
 func NewBrowser(t testing.TB, extraFlags ...string) *Browser {
 	t.Helper()
 	path := RequireChromium(t)
+	disabled := "WebRtcHideLocalIpsWithMdns,Translate,MediaRouter,OptimizationHints"
+	if i := slices.Index(extraFlags, HideLocalIPs); i >= 0 {
+		disabled = "Translate,MediaRouter,OptimizationHints"
+		extraFlags = slices.Delete(slices.Clone(extraFlags), i, i+1)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(t.TempDir()),
@@ -65,7 +77,7 @@ func NewBrowser(t testing.TB, extraFlags ...string) *Browser {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns,Translate,MediaRouter,OptimizationHints"),
+		chromedp.Flag("disable-features", disabled),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.Flag("mute-audio", true),
 	)

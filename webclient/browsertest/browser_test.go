@@ -1,6 +1,7 @@
 package browsertest
 
 import (
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -41,6 +42,16 @@ const playbackRate = "2"
 
 const playTimeout = 90 * time.Second
 
+// demoPage is the demo page's URL on e at playbackRate; the client logs at
+// $PA_BROWSERTEST_LOG (debug, info; default warn) into the test log.
+func demoPage(e *Edge) string {
+	u := e.URL + "/pa/v1/demo?rate=" + playbackRate
+	if l := os.Getenv("PA_BROWSERTEST_LOG"); l != "" {
+		u += "&log=" + url.QueryEscape(l)
+	}
+	return u
+}
+
 // Test 1: two pages play the sample VOD to the end; the second takes at
 // least half of its media bytes from the first; its startup and stalls are
 // no worse than those of a page without peer assistance, played at the
@@ -48,7 +59,7 @@ const playTimeout = 90 * time.Second
 func TestTwoPagesOffload(t *testing.T) {
 	RequireNetns(t)
 	e := StartEdge(t)
-	page := e.URL + "/pa/v1/demo?rate=" + playbackRate
+	page := demoPage(e)
 	first := NewBrowser(t).Open("first", page)
 	first.WaitFor("paDemo.metrics.startupMs >= 0", 30*time.Second)
 	time.Sleep(2 * time.Second)
@@ -101,7 +112,7 @@ func TestTwoPagesOffload(t *testing.T) {
 func TestWebRTCBlockedPlaysOverHTTP(t *testing.T) {
 	RequireNetns(t)
 	e := StartEdge(t)
-	page := e.URL + "/pa/v1/demo?rate=" + playbackRate
+	page := demoPage(e)
 	seeder := NewBrowser(t).Open("seeder", page)
 	seeder.WaitFor("paDemo.metrics.startupMs >= 0", 30*time.Second)
 	blocked := NewBrowser(t, "force-webrtc-ip-handling-policy", "webrtc-ip-handling-policy=disable_non_proxied_udp").Open("blocked", page)
@@ -116,5 +127,62 @@ func TestWebRTCBlockedPlaysOverHTTP(t *testing.T) {
 	}
 	if s.Stats.BytesFromEdge < 1<<20 {
 		t.Errorf("blocked page: %.0f bytes from the edge, want the whole video (> 1 MiB)", s.Stats.BytesFromEdge)
+	}
+}
+
+// Three tabs, as a new user opens the demo: one Chromium with its default
+// settings (host addresses hidden behind mDNS ".local" names, which
+// resolve over multicast inside the test namespace), the first tab, then
+// a second and a third a few seconds later. All three play to the end;
+// the later tabs take most of their media from peers; their startup and
+// stalls are no worse than a page without peer assistance played at the
+// same time in its own browser.
+func TestThreeTabs(t *testing.T) {
+	RequireNetns(t)
+	e := StartEdge(t)
+	page := demoPage(e)
+	b := NewBrowser(t, HideLocalIPs)
+	tabs := []*Page{b.Open("tab1", page)}
+	tabs[0].WaitFor("paDemo.metrics.startupMs >= 0", 30*time.Second)
+	time.Sleep(2 * time.Second)
+	baseline := NewBrowser(t).Open("baseline", page+"&p2p=0")
+	tabs = append(tabs, b.Open("tab2", page))
+	time.Sleep(3 * time.Second)
+	tabs = append(tabs, b.Open("tab3", page))
+	for _, p := range append(tabs, baseline) {
+		p.WaitFor("paDemo.metrics.ended || paDemo.metrics.error", playTimeout)
+	}
+	base := state(baseline)
+	t.Logf("baseline: %+v", base)
+	if !base.Metrics.Ended || base.Metrics.Error != "" {
+		t.Errorf("baseline: ended=%v error=%q, want played to the end", base.Metrics.Ended, base.Metrics.Error)
+	}
+	var uploaded float64
+	for i, p := range tabs {
+		s := state(p)
+		t.Logf("%s: %+v", p.name, s)
+		uploaded += s.Stats.BytesUploaded
+		if !s.Metrics.Ended || s.Metrics.Error != "" {
+			t.Errorf("%s: ended=%v error=%q, want played to the end", p.name, s.Metrics.Ended, s.Metrics.Error)
+		}
+		if s.Stats.VerificationFailures != 0 {
+			t.Errorf("%s: %d verification failures between honest peers", p.name, s.Stats.VerificationFailures)
+		}
+		if i == 0 {
+			continue
+		}
+		total := s.Stats.BytesFromPeers + s.Stats.BytesFromEdge
+		if share := s.Stats.BytesFromPeers / total; total == 0 || share < 0.5 {
+			t.Errorf("%s took %.0f of %.0f media bytes from peers (%.0f%%), want >= 50%%", p.name, s.Stats.BytesFromPeers, total, 100*share)
+		}
+		if s.Metrics.StartupMs > base.Metrics.StartupMs+1000 {
+			t.Errorf("%s: startup %.0f ms, baseline %.0f ms: want no worse (1 s tolerance)", p.name, s.Metrics.StartupMs, base.Metrics.StartupMs)
+		}
+		if s.Metrics.Stalls > base.Metrics.Stalls {
+			t.Errorf("%s stalled %d times (%.0f ms), baseline %d", p.name, s.Metrics.Stalls, s.Metrics.StallMs, base.Metrics.Stalls)
+		}
+	}
+	if uploaded == 0 {
+		t.Errorf("no tab uploaded anything")
 	}
 }

@@ -74,6 +74,12 @@ export interface Stats {
   uploadAllowed: boolean;
   /** Current upload budget in bits per second. */
   uploadBudgetBps: number;
+  /**
+   * Upload capacity in bits per second measured while the network, not the
+   * budget, limited uploads (reported to the edge when below the declared
+   * capacity); 0 until measured.
+   */
+  measuredUploadBps: number;
   /** Peers in the swarm (the coordinator's count, us included). */
   swarmSize: number;
 }
@@ -131,6 +137,8 @@ export interface P2PEngine extends SwarmView {
   destroy(): void;
   stats(s: Stats): void;
   setSwarm(name: string): void;
+  /** Upload was turned off or on. */
+  uploadChanged(allowed: boolean): void;
 }
 
 /**
@@ -153,6 +161,7 @@ export class Client extends Emitter<ClientEvents> {
   private statsTimer: ReturnType<typeof setInterval> | undefined;
   private lastStats = "";
   private destroyed = false;
+  private unwatchConnection: (() => void) | undefined;
   /** @internal */ sessionId: string | undefined;
 
   constructor(options: ClientOptions = {}) {
@@ -190,11 +199,35 @@ export class Client extends Emitter<ClientEvents> {
       p2p: "off",
       uploadAllowed: this.uploadAllowed(),
       uploadBudgetBps: 0,
+      measuredUploadBps: 0,
       swarmSize: 1,
     };
     if (!this.opts.p2p) this.counters.p2pOffReason = "disabled by option";
     if (this.opts.swarm) this.startP2P(this.opts.swarm);
     this.statsTimer = setInterval(() => this.publishStats(), 1000);
+    this.watchConnection();
+  }
+
+  /**
+   * With upload "auto", follows navigator.connection's change event: data
+   * saver or a metered or cellular network turns upload off, and back on
+   * when it ends.
+   */
+  private watchConnection(): void {
+    const c = networkInformation();
+    if (this.opts.upload !== "auto" || !c || typeof c.addEventListener !== "function") return;
+    const onChange = () => {
+      const allowed = this.uploadAllowed();
+      if (allowed === this.counters.uploadAllowed) return;
+      this.counters.uploadAllowed = allowed;
+      this.engine?.uploadChanged(allowed);
+    };
+    try {
+      c.addEventListener("change", onChange);
+      this.unwatchConnection = () => c.removeEventListener?.("change", onChange);
+    } catch (err) {
+      this.log.info("navigator.connection:", errorText(err));
+    }
   }
 
   private sink() {
@@ -232,7 +265,7 @@ export class Client extends Emitter<ClientEvents> {
   uploadAllowed(): boolean {
     const o = this.opts.upload;
     if (o === true || o === false) return o;
-    const c = (typeof navigator !== "undefined" ? (navigator as unknown as { connection?: { saveData?: boolean; type?: string; metered?: boolean } }).connection : undefined) ?? {};
+    const c = networkInformation() ?? {};
     return !(c.saveData || c.metered || c.type === "cellular");
   }
 
@@ -335,6 +368,7 @@ export class Client extends Emitter<ClientEvents> {
     if (this.destroyed) return;
     this.destroyed = true;
     clearInterval(this.statsTimer);
+    this.unwatchConnection?.();
     try {
       this.engine?.destroy();
     } catch (err) {
@@ -342,6 +376,23 @@ export class Client extends Emitter<ClientEvents> {
     }
     this.engine = undefined;
     this.fetcher.swarm = undefined;
+  }
+}
+
+/** The parts of navigator.connection (Network Information API) the client reads. */
+interface NetworkInformationLike {
+  saveData?: boolean;
+  type?: string;
+  metered?: boolean;
+  addEventListener?(type: "change", fn: () => void): void;
+  removeEventListener?(type: "change", fn: () => void): void;
+}
+
+function networkInformation(): NetworkInformationLike | undefined {
+  try {
+    return typeof navigator !== "undefined" ? (navigator as unknown as { connection?: NetworkInformationLike }).connection : undefined;
+  } catch {
+    return undefined;
   }
 }
 

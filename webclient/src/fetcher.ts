@@ -77,6 +77,18 @@ export interface Loaded {
 const maxManifests = 512;
 
 /**
+ * The edge's bytes of an object no longer match the manifest a load
+ * started with (the object changed at the origin, or the manifest is
+ * wrong): the load is served from the edge alone.
+ */
+class ObjectChangedError extends Error {
+  constructor(msg: string) {
+    super(msg);
+    this.name = "ObjectChangedError";
+  }
+}
+
+/**
  * Fetcher delivers objects before their deadline: from its own store, from
  * neighbors while the deadline is outside the urgent window, and from the
  * edge otherwise (or when no neighbor can help). Every chunk from a peer is
@@ -133,7 +145,9 @@ export class Fetcher {
     } catch (err) {
       throw new ManifestError(`GET ${url}: ${errorText(err)}`);
     }
-    return parseManifest(doc);
+    const m = parseManifest(doc);
+    if (m.url !== path) throw new ManifestError(`GET ${url}: manifest of ${JSON.stringify(m.url.slice(0, 200))}, asked for ${JSON.stringify(path)}`);
+    return m;
   }
 
   /** Loads an object (or a byte range of it) by its deadline. */
@@ -149,7 +163,15 @@ export class Fetcher {
         if (isAbort(err)) throw err;
         this.log.warn("no manifest, loading from the edge:", errorText(err));
       }
-      if (m) return this.loadChunks(u, m, r);
+      if (m) {
+        try {
+          return await this.loadChunks(u, m, r);
+        } catch (err) {
+          if (!(err instanceof ObjectChangedError)) throw err;
+          this.log.warn(`${errorText(err)}; loading ${u.pathname} from the edge alone`);
+          return this.loadFromEdge(u, r, r.deadlineAt - now() <= this.tune.urgentWindowMs, p2p);
+        }
+      }
     }
     return this.loadFromEdge(u, r, urgent, p2p);
   }
@@ -167,8 +189,10 @@ export class Fetcher {
         this.sink.edgeRefused();
         // Refused while not urgent: wait for the hint or for the urgent window, whichever is first.
         const untilUrgent = r.deadlineAt - this.tune.urgentWindowMs - now();
-        await sleep(Math.max(0, Math.min(err.retryAfterMs, untilUrgent)), r.signal);
-        urgent = urgent || r.deadlineAt - now() <= this.tune.urgentWindowMs;
+        const waitMs = Math.max(0, Math.min(err.retryAfterMs, untilUrgent));
+        await sleep(waitMs, r.signal);
+        // Timers may fire a little early: having waited for the urgent window is reaching it.
+        urgent = urgent || waitMs >= untilUrgent || r.deadlineAt - now() <= this.tune.urgentWindowMs;
       }
     }
   }
@@ -257,10 +281,14 @@ export class Fetcher {
         const data = await this.fromPeer(peer, m, i, bytes, budget, signal);
         if (data) {
           if (!equalBytes(await sha256(data), m.sha256[i])) {
+            // Blame the peer only once the edge's copy matches the
+            // manifest: a manifest the object outgrew (it throws
+            // ObjectChangedError) is nobody's fault.
+            const fromEdge = await this.edgeChunk(u, m, i, true, signal);
             this.log.warn(`chunk ${m.objectId}/${i} from peer ${peer.id} failed verification; dropping the peer`);
             this.sink.verifyFailed(peer.id, m.objectId, i);
             swarm.badChunk(peer, m.objectId, i);
-            continue;
+            return fromEdge;
           }
           this.sink.peerBytes(peer.id, data.length);
           if (this.store.put(m.objectId, i, data, "peer")) swarm.stored(m.objectId, i);
@@ -317,17 +345,23 @@ export class Fetcher {
     }
   }
 
+  /** Chunk i from the edge, checked against the manifest; ObjectChangedError when it does not match. */
   private async edgeChunk(u: URL, m: Manifest, i: number, urgent: boolean, signal: AbortSignal): Promise<Chunk> {
     const [s, e] = chunkRange(m, i);
     const body = await this.edge.get(u, { urgent, start: s, end: e, signal });
     this.sink.edgeBytes(body.data.length);
-    if (body.data.length === e - s && equalBytes(await sha256(body.data), m.sha256[i])) {
-      if (this.store.put(m.objectId, i, body.data, "edge")) this.swarm?.stored(m.objectId, i);
-    } else {
-      // The object changed on the edge since the manifest: drop the stale one.
-      this.log.info(`edge chunk ${m.objectId}/${i} does not match the manifest; object changed?`);
+    let mismatch = "";
+    if (body.totalBytes !== undefined && body.totalBytes !== m.size) mismatch = `the edge has ${body.totalBytes} bytes, the manifest ${m.size}`;
+    else if (body.data.length !== e - s) mismatch = `${body.data.length} bytes from the edge, want ${e - s}`;
+    else if (!equalBytes(await sha256(body.data), m.sha256[i])) mismatch = "its SHA-256 differs";
+    if (mismatch) {
+      // Drop the manifest and what was verified against it: neighbors
+      // that follow the new one would find our copies wrong.
       this.manifests.delete(this.edge.objectPath(u));
+      this.store.deleteObject(m.objectId);
+      throw new ObjectChangedError(`chunk ${m.objectId}/${i} from the edge does not match the manifest of ${m.url} (${mismatch}); the object changed?`);
     }
+    if (this.store.put(m.objectId, i, body.data, "edge")) this.swarm?.stored(m.objectId, i);
     return { data: body.data, from: "edge" };
   }
 }

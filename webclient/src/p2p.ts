@@ -7,6 +7,7 @@
  */
 import type { Client, P2PEngine, Stats } from "./client";
 import type { PeerSource } from "./fetcher";
+import { UploadMeter } from "./meter";
 import { Pacer } from "./pacer";
 import { Peer, PeerHooks } from "./peer";
 import { Caps, idHex, Incoming, infoHashOf, Policy, randomID, Report, Tracker } from "./signal";
@@ -14,6 +15,8 @@ import { errorText, sleep } from "./util";
 
 /** How long an offer waits for an answer. */
 const offerTTLms = 50_000;
+/** How long a connection may take to open its channel before it is given up. */
+const connectTimeoutMs = 20_000;
 /** How long ICE gathering may take before an SDP is sent anyway. */
 const iceGatherMs = 3000;
 /** Re-announce this often while short of neighbors. */
@@ -25,22 +28,33 @@ const peerIdPrefix = "-PA0100-";
 const warmupMs = 400;
 /** How long after joining a client waits for its first neighbor before going edge-only until one connects. */
 const maxWarmMs = 15_000;
+/** How often the measured upload capacity is looked at; a change of more than capsChange is announced. */
+const capsCheckMs = 5000;
+const capsChange = 0.25;
 
 export class P2P implements P2PEngine, PeerHooks {
   private readonly tracker: Tracker;
   private readonly peerId = randomID(peerIdPrefix);
   private infoHash: string | undefined;
   private swarmName: string;
-  private readonly peers = new Map<string, Peer>(); // by binary peer_id
+  /** Neighbors whose channel is open, one per binary peer_id. */
+  private readonly peers = new Map<string, Peer>();
+  /** Connections whose channel is not open yet (answered offers, answers to ours). */
+  private readonly connecting = new Set<Peer>();
   private readonly offers = new Map<string, { pc: RTCPeerConnection; dc: RTCDataChannel; timer: ReturnType<typeof setTimeout> }>();
   private readonly banned = new Set<string>();
   private readonly waiters = new Map<string, Set<() => void>>();
   private readonly badChunks: { peer_id: string; object: string; chunk: number }[] = [];
   private readonly pacer: Pacer;
+  private readonly meter = new UploadMeter();
+  private readonly capsTimer: ReturnType<typeof setInterval>;
+  private announcedCapacityBps = 0;
   private policy: Policy | undefined;
   private swarmPeers = 1;
   private intervalMs = 120_000;
   private announceTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending announce is due (Date.now() clock); Infinity when none is. */
+  private announceDue = Infinity;
   private reportTimer: ReturnType<typeof setTimeout> | undefined;
   private destroyed = false;
   private started = false;
@@ -49,7 +63,8 @@ export class P2P implements P2PEngine, PeerHooks {
 
   constructor(private readonly client: Client, swarm: string) {
     this.swarmName = swarm;
-    this.pacer = new Pacer(this.defaultBudgetBps());
+    this.pacer = new Pacer(this.budgetBps());
+    this.capsTimer = setInterval(() => this.checkCapacity(), capsCheckMs);
     this.client.fetcher.store.onEvict = () => {};
     this.tracker = new Tracker(client.opts.announceURL, client.log);
     this.tracker.onOpen = () => {
@@ -65,16 +80,53 @@ export class P2P implements P2PEngine, PeerHooks {
       .catch((err) => client.log.warn("swarm id:", errorText(err)));
   }
 
-  private defaultBudgetBps(): number {
+  /**
+   * The upload capacity we report (x_caps.upload_bps): the declared one,
+   * or the measured one when the network showed less (or nothing was
+   * declared); 0 when neither is known.
+   */
+  private capacityBps(): number {
+    const declared = this.client.opts.uploadCapacityBps;
+    const measured = this.meter.estimateBps();
+    return measured > 0 && (declared === 0 || measured < declared) ? measured : declared;
+  }
+
+  /** The upload budget: 0 when uploads are off, else the edge's, else our share of the capacity. */
+  private budgetBps(): number {
     if (!this.client.uploadAllowed()) return 0;
-    return (this.client.opts.uploadCapacityBps || defaultUploadBps) * this.client.opts.uploadFraction;
+    if (this.policy && this.policy.uploadBudgetBps >= 0) return this.policy.uploadBudgetBps;
+    return (this.capacityBps() || defaultUploadBps) * this.client.opts.uploadFraction;
+  }
+
+  /** Tells the edge when the measured capacity moved by more than capsChange since last announced. */
+  private checkCapacity(): void {
+    const c = this.capacityBps();
+    const was = this.announcedCapacityBps;
+    if (c === was || (was > 0 && c > 0 && Math.abs(c - was) <= capsChange * was)) return;
+    this.client.log.info(`upload capacity ${c ? Math.round(c / 1000) + " kbit/s" : "unknown"} (was ${was ? Math.round(was / 1000) + " kbit/s" : "unknown"})`);
+    this.pacer.setBudget(this.budgetBps());
+    this.scheduleAnnounceSoon();
+  }
+
+  /** Upload was turned off or on (navigator.connection changed): pace, and tell the edge. */
+  uploadChanged(allowed: boolean): void {
+    this.pacer.setBudget(this.budgetBps());
+    this.client.log.info(`upload ${allowed ? "on" : "off"}`);
+    // Neighbors that connected while upload was off were told we serve
+    // nothing (HELLO) and ask elsewhere; new neighbors are told we serve.
+    this.scheduleAnnounceSoon();
+  }
+
+  /** The upload capacity measured while the network limited uploads, in bits/s; 0 when not measured. */
+  measuredUploadBps(): number {
+    return this.meter.estimateBps();
   }
 
   setSwarm(name: string): void {
     if (name === this.swarmName) return;
     this.swarmName = name;
     if (this.infoHash) this.announce("stopped");
-    for (const p of [...this.peers.values()]) p.close("swarm changed");
+    for (const p of this.allPeers()) p.close("swarm changed");
     this.infoHash = undefined;
     infoHashOf(name).then((h) => {
       if (this.swarmName !== name) return;
@@ -87,7 +139,8 @@ export class P2P implements P2PEngine, PeerHooks {
   // ---- signaling
 
   private caps(): Caps {
-    return { upload_bps: this.client.opts.uploadCapacityBps || 0, upload: this.client.uploadAllowed(), device: "desktop" };
+    this.announcedCapacityBps = this.capacityBps();
+    return { upload_bps: this.announcedCapacityBps, upload: this.client.uploadAllowed(), device: "desktop" };
   }
 
   private report(): Report {
@@ -105,8 +158,8 @@ export class P2P implements P2PEngine, PeerHooks {
       if (this.started) event = "update";
       this.started = true;
     }
-    clearTimeout(this.announceTimer);
-    const want = event === "stopped" ? 0 : Math.max(0, Math.min(this.client.opts.maxPeers - this.peers.size - this.offers.size, 5));
+    this.cancelAnnounce();
+    const want = event === "stopped" ? 0 : Math.max(0, Math.min(this.client.opts.maxPeers - this.remotes() - this.offers.size, 5));
     const offers = want > 0 ? await this.makeOffers(want) : [];
     if (this.infoHash !== infoHash && event !== "stopped") return;
     const msg: Record<string, unknown> = {
@@ -126,10 +179,31 @@ export class P2P implements P2PEngine, PeerHooks {
     if (event !== "stopped") this.scheduleAnnounce();
   }
 
-  private scheduleAnnounce(): void {
-    clearTimeout(this.announceTimer);
+  /**
+   * Schedules the next announce after delayMs (default: soon while short
+   * of neighbors, else the tracker's interval). A sooner one already
+   * pending stays: an announce reply must not postpone the announce that
+   * tells the edge of a change.
+   */
+  private scheduleAnnounce(delayMs?: number): void {
+    if (this.destroyed) return;
     const hungry = this.peers.size < Math.min(2, this.swarmPeers - 1);
-    this.announceTimer = setTimeout(() => this.announce("update"), hungry ? hungryAnnounceMs : this.intervalMs);
+    const d = delayMs ?? (hungry ? hungryAnnounceMs : this.intervalMs);
+    const due = Date.now() + d;
+    if (this.announceTimer !== undefined && this.announceDue <= due) return;
+    clearTimeout(this.announceTimer);
+    this.announceDue = due;
+    this.announceTimer = setTimeout(() => {
+      this.announceTimer = undefined;
+      this.announceDue = Infinity;
+      void this.announce("update");
+    }, d);
+  }
+
+  private cancelAnnounce(): void {
+    clearTimeout(this.announceTimer);
+    this.announceTimer = undefined;
+    this.announceDue = Infinity;
   }
 
   private newPC(): RTCPeerConnection {
@@ -189,11 +263,15 @@ export class P2P implements P2PEngine, PeerHooks {
         if (!o) return;
         this.offers.delete(m.offerId);
         clearTimeout(o.timer);
-        if (this.banned.has(m.peerId) || this.peers.has(m.peerId) || m.peerId === this.peerId) {
+        // An answer from a neighbor we already have, or a second one from
+        // a peer we are connecting to through our own offer, is not needed.
+        // One from a peer whose offer we answered is a crossing: both
+        // connections go ahead and accept() keeps one when they open.
+        if (this.banned.has(m.peerId) || this.peers.has(m.peerId) || m.peerId === this.peerId || this.isConnecting(m.peerId, true)) {
           o.pc.close();
           return;
         }
-        const peer = this.addPeer(m.peerId, o.pc);
+        const peer = this.addPeer(m.peerId, o.pc, true);
         peer.attach(o.dc);
         o.pc.setRemoteDescription({ type: "answer", sdp: m.answer.sdp }).catch((err) => peer.drop("bad answer: " + errorText(err)));
         return;
@@ -203,15 +281,18 @@ export class P2P implements P2PEngine, PeerHooks {
 
   private applyPolicy(p: Policy): void {
     this.policy = p;
-    if (p.uploadBudgetBps >= 0) this.pacer.setBudget(this.client.uploadAllowed() ? p.uploadBudgetBps : 0);
+    this.pacer.setBudget(this.budgetBps());
   }
 
   private async answerOffer(peerId: string, offerId: string, sdp: string): Promise<void> {
-    if (this.banned.has(peerId) || this.peers.has(peerId) || peerId === this.peerId) return;
-    if (this.peers.size >= this.client.opts.maxPeers) return;
+    // Offers from a neighbor we already have, or a second one from a peer
+    // whose offer we are answering, are ignored. An offer from a peer that
+    // answered ours is a crossing: answered too (see accept).
+    if (this.banned.has(peerId) || this.peers.has(peerId) || peerId === this.peerId || this.isConnecting(peerId, false)) return;
+    if (!this.isConnecting(peerId, true) && this.remotes() >= this.client.opts.maxPeers) return;
     const infoHash = this.infoHash;
     const pc = this.newPC();
-    const peer = this.addPeer(peerId, pc);
+    const peer = this.addPeer(peerId, pc, false);
     pc.ondatachannel = (e) => peer.attach(e.channel);
     try {
       await pc.setRemoteDescription({ type: "offer", sdp });
@@ -232,17 +313,47 @@ export class P2P implements P2PEngine, PeerHooks {
     });
   }
 
-  private addPeer(peerId: string, pc: RTCPeerConnection): Peer {
-    const p = new Peer(peerId, idHex(peerId), pc, this.client.fetcher.store, this.pacer, this, this.client.log);
-    this.peers.set(peerId, p);
-    // A connection that never opens is given up.
-    setTimeout(() => {
-      if (!p.open && !p.closed) p.close("connection timed out");
-    }, 20_000);
+  private addPeer(peerId: string, pc: RTCPeerConnection, offered: boolean): Peer {
+    const p = new Peer(peerId, idHex(peerId), pc, offered, this.client.fetcher.store, this.pacer, this, this.client.log, this.meter);
+    this.connecting.add(p);
+    // A connection that never opens (ICE fails, hidden addresses that do
+    // not resolve) is given up; the edge serves meanwhile.
+    p.giveUpUnlessOpenWithin(connectTimeoutMs);
     return p;
   }
 
+  /** Whether a connection to peerId through our offer (offered) or its offer is under way. */
+  private isConnecting(peerId: string, offered: boolean): boolean {
+    for (const p of this.connecting) if (p.peerId === peerId && p.offered === offered) return true;
+    return false;
+  }
+
+  /** Distinct peers we are connected or connecting to. */
+  private remotes(): number {
+    const ids = new Set(this.peers.keys());
+    for (const p of this.connecting) ids.add(p.peerId);
+    return ids.size;
+  }
+
+  private allPeers(): Peer[] {
+    return [...this.peers.values(), ...this.connecting];
+  }
+
   // ---- PeerHooks
+
+  accept(p: Peer): boolean {
+    this.connecting.delete(p);
+    if (this.destroyed || this.banned.has(p.peerId)) return false;
+    const old = this.peers.get(p.peerId);
+    if (old && old !== p) {
+      // Offers crossed and both connections opened: keep the one whose
+      // offerer has the smaller peer_id, as the other side does.
+      if (!keepNewConnection(this.peerId, p.peerId, old.offered, p.offered)) return false;
+      old.close("replaced by the connection of a crossing offer");
+    }
+    this.peers.set(p.peerId, p);
+    return true;
+  }
 
   have(_p: Peer, objectId: string, index: number): void {
     const k = objectId + "/" + index;
@@ -266,10 +377,14 @@ export class P2P implements P2PEngine, PeerHooks {
   }
 
   closed(p: Peer, reason: string): void {
-    if (this.peers.get(p.peerId) === p) this.peers.delete(p.peerId);
+    this.connecting.delete(p);
+    const neighbor = this.peers.get(p.peerId) === p;
+    if (neighbor) this.peers.delete(p.peerId);
     this.client.counters.peersConnected = this.connected();
-    this.client.peerEvent({ peerId: p.id, state: reason.startsWith("dropped") ? "dropped" : "disconnected", reason });
-    if (!this.destroyed) this.scheduleAnnounceSoon();
+    const dropped = reason.startsWith("dropped");
+    // A connection that never became a neighbor is not news unless it was dropped.
+    if (neighbor || dropped) this.client.peerEvent({ peerId: p.id, state: dropped ? "dropped" : "disconnected", reason });
+    if (!this.destroyed && neighbor) this.scheduleAnnounceSoon();
   }
 
   serving(): boolean {
@@ -277,8 +392,7 @@ export class P2P implements P2PEngine, PeerHooks {
   }
 
   private scheduleAnnounceSoon(): void {
-    clearTimeout(this.announceTimer);
-    this.announceTimer = setTimeout(() => this.announce("update"), 1000);
+    this.scheduleAnnounce(1000);
   }
 
   private connected(): number {
@@ -335,7 +449,7 @@ export class P2P implements P2PEngine, PeerHooks {
   }
 
   badChunk(src: PeerSource, objectId: string, index: number): void {
-    for (const [pid, p] of this.peers) {
+    for (const [pid, p] of [...this.peers]) {
       if (p !== src) continue;
       this.banned.add(pid);
       this.badChunks.push({ peer_id: pid, object: objectId, chunk: index });
@@ -359,6 +473,7 @@ export class P2P implements P2PEngine, PeerHooks {
     s.peersConnected = this.connected();
     s.swarmSize = this.swarmPeers;
     s.uploadBudgetBps = this.serving() ? this.pacer.budgetBps : 0;
+    s.measuredUploadBps = this.meter.estimateBps();
     s.p2p = s.peersConnected > 0 ? "on" : "connecting";
     if (this.policy?.reason) s.p2pOffReason = undefined;
   }
@@ -366,15 +481,16 @@ export class P2P implements P2PEngine, PeerHooks {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    clearTimeout(this.announceTimer);
+    this.cancelAnnounce();
     clearTimeout(this.reportTimer);
+    clearInterval(this.capsTimer);
     this.announce("stopped").finally(() => sleep(100).then(() => this.tracker.close()));
     for (const o of this.offers.values()) {
       clearTimeout(o.timer);
       o.pc.close();
     }
     this.offers.clear();
-    for (const p of [...this.peers.values()]) p.close("client destroyed");
+    for (const p of this.allPeers()) p.close("client destroyed");
   }
 }
 
@@ -393,4 +509,19 @@ function gathered(pc: RTCPeerConnection): Promise<void> {
     }
     pc.addEventListener("icegatheringstatechange", check);
   });
+}
+
+/**
+ * Decides between two connections to one remote peer when offers crossed
+ * (PROTOCOL.md, "The channel"): keep the one whose offerer has the smaller
+ * peer_id, bytewise, so that both sides keep the same one. offered tells
+ * whether we (self) were the offerer of the old and of the new connection.
+ * Returns whether the new connection replaces the old one; on a tie (both
+ * offered by the same side) the old one stays.
+ */
+export function keepNewConnection(self: string, remote: string, oldOffered: boolean, newOffered: boolean): boolean {
+  const oldOfferer = oldOffered ? self : remote;
+  const newOfferer = newOffered ? self : remote;
+  // Binary strings of code points 0..255 compare bytewise with <.
+  return newOfferer < oldOfferer;
 }

@@ -8,6 +8,8 @@
  */
 import type { PeerSource } from "./fetcher";
 import { Log } from "./log";
+import { MaxChunks } from "./manifest";
+import type { UploadMeter } from "./meter";
 import { Pacer } from "./pacer";
 import { ChunkStore } from "./store";
 import { abortError, errorText, now } from "./util";
@@ -18,6 +20,11 @@ const serveQueue = 16;
 /** Send no more while this much is buffered in the channel. */
 const highWaterBytes = 1 << 20;
 const lowWaterBytes = 256 << 10;
+/** Queue no more than this much sending time at the budget: answer over_budget instead (PROTOCOL.md). */
+const maxQueueDelayMs = 2000;
+/** Bounds on what a neighbor's HAVE and BITFIELD frames may make us keep (PROTOCOL.md rule 8). */
+const maxObjectsPerPeer = 4096;
+const maxBitsetBytesPerPeer = 4 << 20;
 
 interface Pending {
   buf: Uint8Array;
@@ -27,6 +34,51 @@ interface Pending {
   started: number;
 }
 
+/** A request we cancelled: what arrives for it is dropped until its last piece or an ABSENT. */
+interface Cancelled {
+  got: number;
+  size: number;
+}
+
+/**
+ * ChunkBits records which chunks of which objects a neighbor announced, in
+ * bitsets bounded in total bytes so a hostile neighbor cannot make us
+ * allocate without bound.
+ */
+class ChunkBits {
+  private readonly sets = new Map<string, Uint8Array>();
+  private bytes = 0;
+
+  has(objectId: string, index: number): boolean {
+    const b = this.sets.get(objectId);
+    return !!b && index >> 3 < b.length && (b[index >> 3] & (0x80 >> (index & 7))) !== 0;
+  }
+
+  /** Marks a chunk; returns false when the bounds leave no room (ignored, not an error). */
+  add(objectId: string, index: number): boolean {
+    if (index >= MaxChunks) return false;
+    let b = this.sets.get(objectId);
+    const need = (index >> 3) + 1;
+    if (!b || b.length < need) {
+      if (!b && this.sets.size >= maxObjectsPerPeer) return false;
+      // Grow by doubling, within the per-neighbor budget.
+      const size = Math.max(need, Math.min(2 * (b?.length ?? 0), MaxChunks >> 3), 16);
+      if (this.bytes - (b?.length ?? 0) + size > maxBitsetBytesPerPeer) return false;
+      const nb = new Uint8Array(size);
+      if (b) nb.set(b);
+      this.bytes += size - (b?.length ?? 0);
+      this.sets.set(objectId, (b = nb));
+    }
+    b[index >> 3] |= 0x80 >> (index & 7);
+    return true;
+  }
+
+  delete(objectId: string, index: number): void {
+    const b = this.sets.get(objectId);
+    if (b && index >> 3 < b.length) b[index >> 3] &= ~(0x80 >> (index & 7));
+  }
+}
+
 export interface PeerHooks {
   /** A neighbor announced a chunk. */
   have(p: Peer, objectId: string, index: number): void;
@@ -34,7 +86,12 @@ export interface PeerHooks {
   uploaded(p: Peer, n: number): void;
   /** The connection is gone (or was dropped for misbehaviour). */
   closed(p: Peer, reason: string): void;
-  /** The channel opened. */
+  /**
+   * The channel opened: whether to use it. false closes it (a crossing
+   * connection to the same peer lost the tie-break).
+   */
+  accept(p: Peer): boolean;
+  /** The channel opened and was accepted; HELLO and BITFIELDs are sent. */
   opened(p: Peer): void;
   /** Whether we serve requests now. */
   serving(): boolean;
@@ -44,11 +101,15 @@ export class Peer implements PeerSource {
   /** Hex peer_id. */
   readonly id: string;
   private dc: RTCDataChannel | undefined;
-  private readonly holds = new Map<string, Set<number>>();
+  private readonly holds = new ChunkBits();
   private readonly pending = new Map<string, Pending>();
-  private readonly queue: { objectId: string; index: number; ctl: AbortController }[] = [];
+  private readonly cancelled = new Map<string, Cancelled>();
+  private readonly queue: { objectId: string; index: number; bytes: number; ctl: AbortController }[] = [];
+  private queuedBytes = 0;
   private sending = false;
   private closedReason: string | undefined;
+  private helloSeen = false;
+  private openTimer: ReturnType<typeof setTimeout> | undefined;
   private remoteServes = false;
   private remoteMaxRequests = 4;
   private rate = 0;
@@ -58,10 +119,13 @@ export class Peer implements PeerSource {
     readonly peerId: string,
     idHex: string,
     readonly pc: RTCPeerConnection,
+    /** Whether we made the offer of this connection (else we answered). */
+    readonly offered: boolean,
     private readonly store: ChunkStore,
     private readonly pacer: Pacer,
     private readonly hooks: PeerHooks,
     private readonly log: Log,
+    private readonly meter?: UploadMeter,
   ) {
     this.id = idHex;
     pc.onconnectionstatechange = () => {
@@ -70,8 +134,26 @@ export class Peer implements PeerSource {
     };
   }
 
+  /** Closes the connection unless its channel opens within ms. */
+  giveUpUnlessOpenWithin(ms: number): void {
+    clearTimeout(this.openTimer);
+    this.openTimer = setTimeout(() => {
+      if (!this.open) this.close("connection timed out");
+    }, ms);
+  }
+
   /** Attaches the DataChannel (ours as offerer, or the one the offerer opened). */
   attach(dc: RTCDataChannel): void {
+    if (this.dc || this.closedReason) {
+      // One channel per connection: the answerer uses the first the offerer opens.
+      this.log.info(`peer ${this.id}: extra data channel ${JSON.stringify(dc.label)} closed`);
+      try {
+        dc.close();
+      } catch {
+        // Already closed.
+      }
+      return;
+    }
     this.dc = dc;
     dc.binaryType = "arraybuffer";
     dc.bufferedAmountLowThreshold = lowWaterBytes;
@@ -84,6 +166,8 @@ export class Peer implements PeerSource {
 
   private onOpen(): void {
     if (this.open || this.closedReason) return;
+    clearTimeout(this.openTimer);
+    if (!this.hooks.accept(this)) return this.close("duplicate connection: offers crossed, the other one is kept");
     this.open = true;
     this.send(w.hello(this.hooks.serving() ? w.FlagServes : 0, this.hooks.serving() ? serveQueue : 0));
     // Announce what we hold, object by object.
@@ -121,11 +205,12 @@ export class Peer implements PeerSource {
   }
 
   has(objectId: string, index: number): boolean {
-    return this.remoteServes && !!this.holds.get(objectId)?.has(index);
+    return this.remoteServes && this.holds.has(objectId, index);
   }
 
+  /** Requests this neighbor owes us, cancelled ones included until they end. */
   get inflight(): number {
-    return this.pending.size;
+    return this.pending.size + this.cancelled.size;
   }
 
   get rateBytesPerSec(): number {
@@ -134,7 +219,7 @@ export class Peer implements PeerSource {
 
   /** Whether it can take another request now. */
   get available(): boolean {
-    return this.open && this.remoteServes && this.pending.size < this.remoteMaxRequests;
+    return this.open && this.remoteServes && this.inflight < this.remoteMaxRequests;
   }
 
   private send(f: w.Frame): boolean {
@@ -153,13 +238,13 @@ export class Peer implements PeerSource {
     return new Promise((resolve, reject) => {
       const key = objectId + "/" + index;
       if (signal.aborted) return reject(abortError());
-      if (!this.open || this.pending.has(key)) return reject(new Error("peer unavailable"));
+      if (!this.open || this.pending.has(key) || this.cancelled.has(key)) return reject(new Error("peer unavailable"));
       const p: Pending = { buf: new Uint8Array(bytes), got: 0, resolve, reject, started: now() };
       this.pending.set(key, p);
       const onAbort = () => {
         if (this.pending.get(key) !== p) return;
         this.pending.delete(key);
-        this.send(w.cancel(objectId, index));
+        if (this.send(w.cancel(objectId, index))) this.cancelled.set(key, { got: p.got, size: p.buf.length });
         reject(abortError());
       };
       signal.addEventListener("abort", onAbort, { once: true });
@@ -176,85 +261,115 @@ export class Peer implements PeerSource {
     });
   }
 
+  /** Handles one message; a protocol error drops the neighbor. Never throws. */
   private onMessage(data: unknown): void {
     if (this.closedReason) return;
-    if (!(data instanceof ArrayBuffer)) return this.drop("text message on the data channel");
+    try {
+      const err = this.handle(data);
+      if (err) this.drop(err);
+    } catch (err) {
+      this.drop("handling a frame: " + errorText(err));
+    }
+  }
+
+  /** Applies one message; returns a protocol error, if any. */
+  private handle(data: unknown): string | undefined {
+    if (!(data instanceof ArrayBuffer)) return typeof data === "string" ? "text message on the data channel" : "message that is not binary";
     let f: w.Frame;
     try {
       f = w.decode(new Uint8Array(data));
     } catch (err) {
-      return this.drop("malformed frame: " + errorText(err));
+      return "malformed frame: " + errorText(err);
     }
+    if (!this.helloSeen && f.type !== w.T.Hello) return `first frame is ${w.typeNames[f.type]}, want hello (${this.offered ? "offerer" : "answerer"}, channel ${this.open ? "open" : "not open yet"})`;
     switch (f.type) {
       case w.T.Hello:
+        if (this.helloSeen) return "second hello";
+        this.helloSeen = true;
         this.remoteServes = (f.flags & w.FlagServes) !== 0;
         this.remoteMaxRequests = Math.max(1, Math.min(f.maxRequests, 64));
         return;
       case w.T.Have:
-        return this.noteHave(f.object, f.chunk);
+        this.noteHave(f.object, f.chunk);
+        return;
       case w.T.Bitfield:
         for (let i = 0; i < f.count; i++) if (w.bitfieldHas(f, f.chunk + i)) this.noteHave(f.object, f.chunk + i);
         return;
       case w.T.Request:
-        return this.onRequest(f.object, f.chunk);
+        this.onRequest(f.object, f.chunk);
+        return;
       case w.T.Cancel: {
+        // Still queued or being sent: stop and say so; already sent: ignored.
         const k = this.queue.findIndex((q) => q.objectId === f.object && q.index === f.chunk);
-        if (k >= 0) {
-          this.queue[k].ctl.abort();
-          this.queue.splice(k, 1);
-        }
+        if (k < 0) return;
+        const [job] = this.queue.splice(k, 1);
+        this.queuedBytes -= job.bytes;
+        job.ctl.abort();
         this.send(w.absent(f.object, f.chunk, w.Reason.Cancelled));
         return;
       }
       case w.T.Absent: {
         const key = f.object + "/" + f.chunk;
+        if (this.cancelled.delete(key)) return;
         const p = this.pending.get(key);
         if (p) {
           this.pending.delete(key);
-          this.holds.get(f.object)?.delete(f.chunk);
+          if (f.reason === w.Reason.NotHeld) this.holds.delete(f.object, f.chunk);
           p.reject(new Error("absent: " + (w.reasonNames[f.reason] ?? f.reason)));
         }
+        // An ABSENT for nothing we track is a late answer: harmless.
         return;
       }
-      case w.T.Data: {
-        const key = f.object + "/" + f.chunk;
-        const p = this.pending.get(key);
-        if (!p) return; // Late data of a cancelled request.
-        if (f.offset + f.payload.length > p.buf.length) {
-          this.pending.delete(key);
-          p.reject(new Error("data past the chunk's end"));
-          return this.drop(`data past the end of chunk ${key}`);
-        }
-        p.buf.set(f.payload, f.offset);
-        p.got += f.payload.length;
-        if (p.got >= p.buf.length) {
-          this.pending.delete(key);
-          const ms = Math.max(1, now() - p.started);
-          const r = (p.buf.length * 1000) / ms;
-          this.rate = this.rate ? 0.7 * this.rate + 0.3 * r : r;
-          p.resolve(p.buf);
-        }
-        return;
-      }
+      case w.T.Data:
+        return this.onData(f);
     }
+  }
+
+  private onData(f: w.Frame): string | undefined {
+    const key = f.object + "/" + f.chunk;
+    const c = this.cancelled.get(key);
+    if (c) {
+      if (f.offset !== c.got || c.got + f.payload.length > c.size) return `data for cancelled chunk ${key} at offset ${f.offset}, want ${c.got} of ${c.size}`;
+      c.got += f.payload.length;
+      if (c.got === c.size) this.cancelled.delete(key);
+      return;
+    }
+    const p = this.pending.get(key);
+    if (!p) return `data for chunk ${key}, which was not requested`;
+    if (f.offset !== p.got || p.got + f.payload.length > p.buf.length) {
+      return `data for chunk ${key} at [${f.offset}, ${f.offset + f.payload.length}), want offset ${p.got} of ${p.buf.length} bytes`;
+    }
+    p.buf.set(f.payload, f.offset);
+    p.got += f.payload.length;
+    if (p.got === p.buf.length) {
+      this.pending.delete(key);
+      const ms = Math.max(1, now() - p.started);
+      const r = (p.buf.length * 1000) / ms;
+      this.rate = this.rate ? 0.7 * this.rate + 0.3 * r : r;
+      p.resolve(p.buf);
+    }
+    return;
   }
 
   private noteHave(objectId: string, index: number): void {
-    let s = this.holds.get(objectId);
-    if (!s) {
-      if (this.holds.size >= 4096) return; // Bound memory per neighbor.
-      this.holds.set(objectId, (s = new Set()));
-    }
-    s.add(index);
-    this.hooks.have(this, objectId, index);
+    if (this.holds.add(objectId, index)) this.hooks.have(this, objectId, index);
   }
 
   private onRequest(objectId: string, index: number): void {
+    // A request for a chunk already queued is ignored (PROTOCOL.md rule 7).
+    if (this.queue.some((q) => q.objectId === objectId && q.index === index)) return;
     if (!this.hooks.serving()) return void this.send(w.absent(objectId, index, w.Reason.OverBudget));
-    if (!this.store.has(objectId, index)) return void this.send(w.absent(objectId, index, w.Reason.NotHeld));
+    const c = this.store.get(objectId, index);
+    if (!c) return void this.send(w.absent(objectId, index, w.Reason.NotHeld));
     if (this.queue.length >= serveQueue) return void this.send(w.absent(objectId, index, w.Reason.Busy));
-    this.queue.push({ objectId, index, ctl: new AbortController() });
-    if (!this.sending) this.pump();
+    // Refuse what the budget cannot send within about 2 s, so the requester asks elsewhere in time.
+    const bytesPerSec = this.pacer.budgetBps / 8;
+    if (this.queuedBytes > 0 && ((this.queuedBytes + c.data.length) * 1000) / bytesPerSec > maxQueueDelayMs) {
+      return void this.send(w.absent(objectId, index, w.Reason.OverBudget));
+    }
+    this.queue.push({ objectId, index, bytes: c.data.length, ctl: new AbortController() });
+    this.queuedBytes += c.data.length;
+    if (!this.sending) void this.pump();
   }
 
   /** Sends queued chunks one DATA frame at a time, paced and flow-controlled. */
@@ -265,7 +380,7 @@ export class Peer implements PeerSource {
         const job = this.queue[0];
         const c = this.store.get(job.objectId, job.index);
         if (!c) {
-          this.queue.shift();
+          this.dequeue(job);
           this.send(w.absent(job.objectId, job.index, w.Reason.NotHeld));
           continue;
         }
@@ -279,21 +394,35 @@ export class Peer implements PeerSource {
           off += n;
         }
         if (!job.ctl.signal.aborted && this.pacer.budgetBps <= 0) this.send(w.absent(job.objectId, job.index, w.Reason.OverBudget));
-        if (this.queue[0] === job) this.queue.shift();
+        this.dequeue(job);
       }
+    } catch (err) {
+      this.log.warn(`peer ${this.id}: sending:`, errorText(err));
     } finally {
       this.sending = false;
     }
+  }
+
+  private dequeue(job: (typeof this.queue)[number]): void {
+    const k = this.queue.indexOf(job);
+    if (k < 0) return;
+    this.queue.splice(k, 1);
+    this.queuedBytes -= job.bytes;
   }
 
   /** Waits while the channel buffers more than the high-water mark. */
   private drain(): Promise<void> {
     const dc = this.dc;
     if (!dc || dc.bufferedAmount <= highWaterBytes) return Promise.resolve();
+    // The network, not the budget, limits us now: what drains while we
+    // wait measures the uplink.
+    const startMs = now();
+    const startBytes = dc.bufferedAmount;
     return new Promise((resolve) => {
       const done = () => {
         dc.removeEventListener("bufferedamountlow", done);
         dc.removeEventListener("close", done);
+        if (dc.readyState === "open") this.meter?.sample(dc, startBytes - dc.bufferedAmount, startMs, now());
         resolve();
       };
       dc.addEventListener("bufferedamountlow", done);
@@ -311,10 +440,13 @@ export class Peer implements PeerSource {
     if (this.closedReason) return;
     this.closedReason = (dropped ? "dropped: " : "") + reason;
     this.open = false;
+    clearTimeout(this.openTimer);
     for (const p of this.pending.values()) p.reject(new Error("peer closed: " + reason));
     this.pending.clear();
     for (const q of this.queue) q.ctl.abort();
     this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.cancelled.clear();
     try {
       this.dc?.close();
       this.pc.close();

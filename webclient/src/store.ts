@@ -59,6 +59,18 @@ export class ChunkStore {
     return true;
   }
 
+  /** Forgets every chunk of an object (its manifest turned out stale). */
+  deleteObject(objectId: string): void {
+    for (const i of this.indexes(objectId)) {
+      const k = ChunkStore.key(objectId, i);
+      const c = this.chunks.get(k);
+      if (!c) continue;
+      this.chunks.delete(k);
+      this.bytes -= c.data.length;
+      this.onEvict(objectId, i);
+    }
+  }
+
   /** Indexes of the chunks held of an object. */
   indexes(objectId: string): number[] {
     const out: number[] = [];

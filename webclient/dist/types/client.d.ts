@@ -65,6 +65,12 @@ export interface Stats {
     uploadAllowed: boolean;
     /** Current upload budget in bits per second. */
     uploadBudgetBps: number;
+    /**
+     * Upload capacity in bits per second measured while the network, not the
+     * budget, limited uploads (reported to the edge when below the declared
+     * capacity); 0 until measured.
+     */
+    measuredUploadBps: number;
     /** Peers in the swarm (the coordinator's count, us included). */
     swarmSize: number;
 }
@@ -125,7 +131,14 @@ export declare class Client extends Emitter<ClientEvents> {
     private statsTimer;
     private lastStats;
     private destroyed;
+    private unwatchConnection;
     constructor(options?: ClientOptions);
+    /**
+     * With upload "auto", follows navigator.connection's change event: data
+     * saver or a metered or cellular network turns upload off, and back on
+     * when it ends.
+     */
+    private watchConnection;
     private sink;
     /** Whether this client may upload now (option, data saver, metered network). */
     uploadAllowed(): boolean;
