@@ -12,11 +12,12 @@ func TestMain(m *testing.M) { os.Exit(Main(m)) }
 // Playback metrics the demo page keeps (window.paDemo) and the client's stats.
 type pageState struct {
 	Metrics struct {
-		StartupMs float64 `json:"startupMs"`
-		Stalls    int     `json:"stalls"`
-		StallMs   float64 `json:"stallMs"`
-		Ended     bool    `json:"ended"`
-		Error     string  `json:"error"`
+		StartupMs  float64  `json:"startupMs"`
+		Stalls     int      `json:"stalls"`
+		StallMs    float64  `json:"stallMs"`
+		Ended      bool     `json:"ended"`
+		Error      string   `json:"error"`
+		PageErrors []string `json:"pageErrors"`
 	} `json:"m"`
 	Stats struct {
 		BytesFromEdge        float64 `json:"bytesFromEdge"`
@@ -28,6 +29,15 @@ type pageState struct {
 		P2P                  string  `json:"p2p"`
 	} `json:"s"`
 	Time float64 `json:"t"`
+}
+
+// checkPlayed fails the test unless the page played to the end without an
+// hls.js fatal error or an exception nobody caught.
+func checkPlayed(t *testing.T, name string, st pageState) {
+	t.Helper()
+	if !st.Metrics.Ended || st.Metrics.Error != "" || len(st.Metrics.PageErrors) > 0 {
+		t.Errorf("%s: ended=%v error=%q uncaught=%q, want played to the end without errors", name, st.Metrics.Ended, st.Metrics.Error, st.Metrics.PageErrors)
+	}
 }
 
 func state(p *Page) pageState {
@@ -73,9 +83,7 @@ func TestTwoPagesOffload(t *testing.T) {
 	t.Logf("baseline: %+v", b)
 	t.Logf("second:   %+v", s)
 	for name, st := range map[string]pageState{"first": f, "baseline": b, "second": s} {
-		if st.Metrics.Error != "" || !st.Metrics.Ended {
-			t.Errorf("%s: ended=%v error=%q, want played to the end", name, st.Metrics.Ended, st.Metrics.Error)
-		}
+		checkPlayed(t, name, st)
 	}
 	total := s.Stats.BytesFromPeers + s.Stats.BytesFromEdge
 	if share := s.Stats.BytesFromPeers / total; total == 0 || share < 0.5 {
@@ -119,9 +127,7 @@ func TestWebRTCBlockedPlaysOverHTTP(t *testing.T) {
 	blocked.WaitFor("paDemo.metrics.ended || paDemo.metrics.error", playTimeout)
 	s := state(blocked)
 	t.Logf("blocked: %+v", s)
-	if !s.Metrics.Ended || s.Metrics.Error != "" {
-		t.Errorf("blocked page: ended=%v error=%q, want played to the end", s.Metrics.Ended, s.Metrics.Error)
-	}
+	checkPlayed(t, "blocked page", s)
 	if s.Stats.BytesFromPeers != 0 || s.Stats.PeersConnected != 0 {
 		t.Errorf("blocked page: %.0f bytes from %d peers, want none", s.Stats.BytesFromPeers, s.Stats.PeersConnected)
 	}
@@ -154,17 +160,13 @@ func TestThreeTabs(t *testing.T) {
 	}
 	base := state(baseline)
 	t.Logf("baseline: %+v", base)
-	if !base.Metrics.Ended || base.Metrics.Error != "" {
-		t.Errorf("baseline: ended=%v error=%q, want played to the end", base.Metrics.Ended, base.Metrics.Error)
-	}
+	checkPlayed(t, "baseline", base)
 	var uploaded float64
 	for i, p := range tabs {
 		s := state(p)
 		t.Logf("%s: %+v", p.name, s)
 		uploaded += s.Stats.BytesUploaded
-		if !s.Metrics.Ended || s.Metrics.Error != "" {
-			t.Errorf("%s: ended=%v error=%q, want played to the end", p.name, s.Metrics.Ended, s.Metrics.Error)
-		}
+		checkPlayed(t, p.name, s)
 		if s.Stats.VerificationFailures != 0 {
 			t.Errorf("%s: %d verification failures between honest peers", p.name, s.Stats.VerificationFailures)
 		}

@@ -75,13 +75,18 @@ func fetchAll(t *testing.T, p *peer.Peer, e *Edge, paths []string) {
 	}
 }
 
+// The browsers of the Go-peer tests keep Chromium's default of hiding
+// host addresses behind mDNS names (HideLocalIPs): the Go peer discards
+// those candidates and the connection forms through its own (PROTOCOL.md,
+// "ICE and mDNS").
+
 // Test 2, browser to Go peer: a browser plays the stream, then a Go peer
 // fetches the same segments and takes them from the browser.
 func TestGoPeerTakesFromBrowser(t *testing.T) {
 	RequireNetns(t)
 	e := StartEdge(t)
 	paths := segments(t, e)
-	page := NewBrowser(t).Open("browser", demoPage(e))
+	page := NewBrowser(t, HideLocalIPs).Open("browser", demoPage(e))
 	page.WaitFor("paDemo.metrics.startupMs >= 0", 30*time.Second)
 	time.Sleep(2 * time.Second)
 	gp := newGoPeer(t, e, false)
@@ -106,16 +111,14 @@ func TestBrowserTakesFromGoPeer(t *testing.T) {
 	paths := segments(t, e)
 	gp := newGoPeer(t, e, false)
 	fetchAll(t, gp, e, paths)
-	page := NewBrowser(t).Open("browser", demoPage(e))
+	page := NewBrowser(t, HideLocalIPs).Open("browser", demoPage(e))
 	page.WaitFor("paDemo.metrics.ended || paDemo.metrics.error", playTimeout)
 	s := state(page)
 	t.Logf("browser: %+v", s)
 	if s.Stats.BytesFromPeers == 0 {
 		t.Errorf("browser took nothing from the Go peer (Go peer stats %+v)", gp.Stats())
 	}
-	if !s.Metrics.Ended {
-		t.Errorf("browser did not play to the end: %q", s.Metrics.Error)
-	}
+	checkPlayed(t, "browser", s)
 }
 
 // Test 3: a Go peer that sends corrupted chunks is detected, its bytes are
@@ -126,7 +129,7 @@ func TestCorruptGoPeerDropped(t *testing.T) {
 	paths := segments(t, e)
 	bad := newGoPeer(t, e, true)
 	fetchAll(t, bad, e, paths)
-	page := NewBrowser(t).Open("browser", demoPage(e))
+	page := NewBrowser(t, HideLocalIPs).Open("browser", demoPage(e))
 	page.WaitFor("paDemo.metrics.ended || paDemo.metrics.error", playTimeout)
 	s := state(page)
 	t.Logf("browser: %+v", s)
@@ -136,9 +139,7 @@ func TestCorruptGoPeerDropped(t *testing.T) {
 	if s.Stats.BytesFromPeers != 0 {
 		t.Errorf("browser used %.0f bytes from the corrupting peer", s.Stats.BytesFromPeers)
 	}
-	if !s.Metrics.Ended || s.Metrics.Error != "" {
-		t.Errorf("browser: ended=%v error=%q, want played to the end", s.Metrics.Ended, s.Metrics.Error)
-	}
+	checkPlayed(t, "browser", s)
 	var dropped bool
 	page.MustEval(`paDemo.peerEvents.some(e => e.state === "dropped")`, &dropped)
 	if !dropped {
