@@ -1,8 +1,17 @@
 import { sleep } from "./util";
 
+/** Smallest burst: a few 16 KiB pieces. */
+const minBurstBytes = 64 << 10;
+
 /**
  * Pacer is a token bucket that keeps uploads at the budget the edge gives.
  * A rate of 0 stops uploads. Shared by every neighbor of a client.
+ *
+ * The bucket holds one second of the budget (at least 64 KiB) unless a
+ * burst is given: browsers run the timers of hidden tabs at most once a
+ * second, and a tab that serves its peers from the background (the first
+ * tab of the demo, once the user opens the second) must be able to send a
+ * second's worth per wake-up to keep its budget.
  *
  * @internal Single-threaded; not usable as a zero value.
  */
@@ -11,9 +20,9 @@ export class Pacer {
   private last: number;
   private bytesPerSec: number;
 
-  constructor(budgetBps: number, private readonly burstBytes = 64 << 10) {
+  constructor(budgetBps: number, private readonly fixedBurstBytes?: number) {
     this.bytesPerSec = Math.max(0, budgetBps / 8);
-    this.tokens = burstBytes;
+    this.tokens = this.burstBytes;
     this.last = Date.now();
   }
 
@@ -21,9 +30,15 @@ export class Pacer {
     return this.bytesPerSec * 8;
   }
 
+  /** Most bytes sent at once after a pause. */
+  get burstBytes(): number {
+    return this.fixedBurstBytes ?? Math.max(minBurstBytes, this.bytesPerSec);
+  }
+
   setBudget(bps: number): void {
     this.refill();
     this.bytesPerSec = Math.max(0, bps / 8);
+    this.tokens = Math.min(this.tokens, this.burstBytes);
   }
 
   private refill(): void {
@@ -37,11 +52,12 @@ export class Pacer {
     for (;;) {
       if (this.bytesPerSec <= 0) return false;
       this.refill();
-      if (this.tokens >= Math.min(n, this.burstBytes)) {
+      const burst = this.burstBytes;
+      if (this.tokens >= Math.min(n, burst)) {
         this.tokens -= n;
         return true;
       }
-      const need = Math.min(n, this.burstBytes) - this.tokens;
+      const need = Math.min(n, burst) - this.tokens;
       await sleep(Math.max(5, (need / this.bytesPerSec) * 1000), signal);
     }
   }

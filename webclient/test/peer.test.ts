@@ -176,3 +176,18 @@ test("UploadMeter: network-limited drains only; concurrent channels add up; old 
   t = 70_000;
   assert.equal(m.estimateBps(), 0);
 });
+
+test("Pacer: a second of budget per wake-up (hidden tabs wake at most once a second)", async () => {
+  const p = new Pacer(16_000_000); // 2 MB/s
+  assert.equal(p.burstBytes, 2_000_000);
+  assert.equal(new Pacer(80_000).burstBytes, 64 << 10, "at least 64 KiB");
+  // Spend the bucket, then stay away half a second as a throttled timer would.
+  while (await Promise.race([p.take(64 << 10), tick(20).then(() => false)])) {}
+  await tick(500);
+  const t0 = Date.now();
+  let sent = 0;
+  while (sent < 900_000 && (await p.take(16 << 10))) sent += 16 << 10;
+  assert.ok(Date.now() - t0 < 100, `${sent} bytes took ${Date.now() - t0} ms, want them at once after 500 ms away`);
+  const off = new Pacer(0);
+  assert.equal(await off.take(1), false, "budget 0 sends nothing");
+});
