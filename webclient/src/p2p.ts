@@ -117,11 +117,6 @@ export class P2P implements P2PEngine, PeerHooks {
     this.scheduleAnnounceSoon();
   }
 
-  /** The upload capacity measured while the network limited uploads, in bits/s; 0 when not measured. */
-  measuredUploadBps(): number {
-    return this.meter.estimateBps();
-  }
-
   setSwarm(name: string): void {
     if (name === this.swarmName) return;
     this.swarmName = name;
@@ -341,18 +336,19 @@ export class P2P implements P2PEngine, PeerHooks {
 
   // ---- PeerHooks
 
-  accept(p: Peer): boolean {
+  accept(p: Peer): string | undefined {
     this.connecting.delete(p);
-    if (this.destroyed || this.banned.has(p.peerId)) return false;
+    if (this.destroyed) return "client destroyed";
+    if (this.banned.has(p.peerId)) return "banned";
     const old = this.peers.get(p.peerId);
     if (old && old !== p) {
       // Offers crossed and both connections opened: keep the one whose
       // offerer has the smaller peer_id, as the other side does.
-      if (!keepNewConnection(this.peerId, p.peerId, old.offered, p.offered)) return false;
+      if (!keepNewConnection(this.peerId, p.peerId, old.offered, p.offered)) return "offers crossed: the other connection to this peer is kept";
       old.close("replaced by the connection of a crossing offer");
     }
     this.peers.set(p.peerId, p);
-    return true;
+    return undefined;
   }
 
   have(_p: Peer, objectId: string, index: number): void {

@@ -87,10 +87,10 @@ export interface PeerHooks {
   /** The connection is gone (or was dropped for misbehaviour). */
   closed(p: Peer, reason: string): void;
   /**
-   * The channel opened: whether to use it. false closes it (a crossing
-   * connection to the same peer lost the tie-break).
+   * The channel opened: undefined to use it, else why not (a crossing
+   * connection to the same peer won the tie-break); the connection closes.
    */
-  accept(p: Peer): boolean;
+  accept(p: Peer): string | undefined;
   /** The channel opened and was accepted; HELLO and BITFIELDs are sent. */
   opened(p: Peer): void;
   /** Whether we serve requests now. */
@@ -167,7 +167,8 @@ export class Peer implements PeerSource {
   private onOpen(): void {
     if (this.open || this.closedReason) return;
     clearTimeout(this.openTimer);
-    if (!this.hooks.accept(this)) return this.close("duplicate connection: offers crossed, the other one is kept");
+    const refused = this.hooks.accept(this);
+    if (refused !== undefined) return this.close(refused);
     this.open = true;
     this.send(w.hello(this.hooks.serving() ? w.FlagServes : 0, this.hooks.serving() ? serveQueue : 0));
     // Announce what we hold, object by object.

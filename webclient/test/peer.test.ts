@@ -26,7 +26,7 @@ function harness(o: { budgetBps?: number; burstBytes?: number; serving?: boolean
     have: (_p, o, i) => ev.have.push(o + "/" + i),
     uploaded: (_p, n) => (ev.uploaded += n),
     closed: (_p, r) => ev.closed.push(r),
-    accept: () => true,
+    accept: () => undefined,
     opened: () => {},
     serving: () => o.serving ?? true,
   };

@@ -42,8 +42,6 @@ export declare class P2P implements P2PEngine, PeerHooks {
     private checkCapacity;
     /** Upload was turned off or on (navigator.connection changed): pace, and tell the edge. */
     uploadChanged(allowed: boolean): void;
-    /** The upload capacity measured while the network limited uploads, in bits/s; 0 when not measured. */
-    measuredUploadBps(): number;
     setSwarm(name: string): void;
     private caps;
     private report;
@@ -67,7 +65,7 @@ export declare class P2P implements P2PEngine, PeerHooks {
     /** Distinct peers we are connected or connecting to. */
     private remotes;
     private allPeers;
-    accept(p: Peer): boolean;
+    accept(p: Peer): string | undefined;
     have(_p: Peer, objectId: string, index: number): void;
     uploaded(p: Peer, n: number): void;
     opened(p: Peer): void;

@@ -10,10 +10,10 @@ export interface PeerHooks {
     /** The connection is gone (or was dropped for misbehaviour). */
     closed(p: Peer, reason: string): void;
     /**
-     * The channel opened: whether to use it. false closes it (a crossing
-     * connection to the same peer lost the tie-break).
+     * The channel opened: undefined to use it, else why not (a crossing
+     * connection to the same peer won the tie-break); the connection closes.
      */
-    accept(p: Peer): boolean;
+    accept(p: Peer): string | undefined;
     /** The channel opened and was accepted; HELLO and BITFIELDs are sent. */
     opened(p: Peer): void;
     /** Whether we serve requests now. */
