@@ -80,8 +80,15 @@ func Load(path string) (*Config, error) {
 func Parse(path string, data []byte) (*Config, error) {
 	cfg := Default()
 	cfg.File = path
-	if err := unmarshalStrict(data, &cfg); err != nil {
-		return nil, decodeError(path, data, err)
+	if errs := schemaErrors(path, data); len(errs) > 0 {
+		return nil, errs
+	}
+	// An empty or comment-only file means all defaults (the decoder would
+	// zero the struct instead).
+	if hasContent(data) {
+		if err := unmarshalStrict(data, &cfg); err != nil {
+			return nil, decodeError(path, data, err)
+		}
 	}
 	// Sites are decoded into zero values; fill their defaults here so that a
 	// site only has to name what differs.
@@ -94,6 +101,24 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	return &cfg, nil
 }
+
+// hasContent reports whether data holds a YAML document with a body.
+func hasContent(data []byte) bool {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return true // let the decoder report the syntax error
+	}
+	for _, d := range f.Docs {
+		if d != nil && d.Body != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// LineOf returns the line in the loaded file of the field at path (or of
+// its nearest ancestor the file sets), or 0.
+func (c *Config) LineOf(path string) int { return lineOf(c.lines, path) }
 
 // unmarshalStrict decodes data into cfg, turning a panic of the YAML
 // decoder into an error: goccy/go-yaml v1.19.2 dereferences nil on some
@@ -126,6 +151,7 @@ func (c *Config) Validate() error {
 		p.Add("sites", "at least one site is required")
 	}
 	names := map[string]int{}
+	routes := map[string]int{} // host (or "*") + path prefix -> site index
 	for i := range c.Sites {
 		sp := p.Sub(fmt.Sprintf("sites[%d]", i))
 		c.Sites[i].validate(sp)
@@ -133,6 +159,17 @@ func (c *Config) Validate() error {
 			sp.Add("name", fmt.Sprintf("duplicate site name %q (also sites[%d])", c.Sites[i].Name, j))
 		}
 		names[c.Sites[i].Name] = i
+		hosts := c.Sites[i].Hosts
+		if len(hosts) == 0 {
+			hosts = []string{"*"}
+		}
+		for _, h := range hosts {
+			key := strings.ToLower(h) + " " + c.Sites[i].PathPrefix
+			if j, dup := routes[key]; dup && j != i {
+				sp.Addf("hosts", "host %q with path_prefix %q is also sites[%d]'s: this site would never be reached", h, c.Sites[i].PathPrefix, j)
+			}
+			routes[key] = i
+		}
 	}
 	c.Region.validate(p.Sub("region"))
 	c.PeerAssist.validate(p.Sub("peer_assist"))

@@ -48,9 +48,9 @@ func (l *Limits) validate(p *Problems) {
 	if l.MaxHeaderBytes < 1024 || l.MaxHeaderBytes > 1<<20 {
 		p.Addf("max_header_bytes", "must be between 1KiB and 1MiB (got %s)", l.MaxHeaderBytes)
 	}
-	p.CheckPositive("read_timeout", int64(l.ReadTimeout))
-	p.CheckPositive("write_timeout", int64(l.WriteTimeout))
-	p.CheckPositive("idle_timeout", int64(l.IdleTimeout))
+	p.CheckPositiveDuration("read_timeout", l.ReadTimeout)
+	p.CheckPositiveDuration("write_timeout", l.WriteTimeout)
+	p.CheckPositiveDuration("idle_timeout", l.IdleTimeout)
 	p.CheckPositive("max_object_bytes", int64(l.MaxObjectBytes))
 }
 
@@ -165,9 +165,9 @@ func DefaultOrigin() Origin {
 }
 
 func (o *Origin) validate(p *Problems) {
-	p.CheckPositive("connect_timeout", int64(o.ConnectTimeout))
-	p.CheckPositive("response_timeout", int64(o.ResponseTimeout))
-	p.CheckPositive("read_timeout", int64(o.ReadTimeout))
+	p.CheckPositiveDuration("connect_timeout", o.ConnectTimeout)
+	p.CheckPositiveDuration("response_timeout", o.ResponseTimeout)
+	p.CheckPositiveDuration("read_timeout", o.ReadTimeout)
 	p.CheckPositive("max_conns_per_origin", int64(o.MaxConnsPerOrigin))
 	if o.Retries < 0 || o.Retries > 10 {
 		p.Addf("retries", "must be in 0..10 (got %d)", o.Retries)
@@ -177,8 +177,8 @@ func (o *Origin) validate(p *Problems) {
 		if !strings.HasPrefix(o.HealthCheck.Path, "/") {
 			p.Add("health_check.path", "must start with /")
 		}
-		p.CheckPositive("health_check.interval", int64(o.HealthCheck.Interval))
-		p.CheckPositive("health_check.timeout", int64(o.HealthCheck.Timeout))
+		p.CheckPositiveDuration("health_check.interval", o.HealthCheck.Interval)
+		p.CheckPositiveDuration("health_check.timeout", o.HealthCheck.Timeout)
 	}
 }
 

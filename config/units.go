@@ -116,6 +116,13 @@ func (p *Problems) CheckPositive(field string, v int64) {
 	}
 }
 
+// CheckPositiveDuration reports field unless d > 0.
+func (p *Problems) CheckPositiveDuration(field string, d Duration) {
+	if d <= 0 {
+		p.Addf(field, "must be greater than 0 (got %s)", d)
+	}
+}
+
 // CheckFraction reports field unless lo < v <= 1 (or lo <= v when closedLow).
 func (p *Problems) CheckFraction(field string, v float64, closedLow bool) {
 	switch {

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -78,7 +79,12 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(*path)
 	if err == nil {
 		// The region sources (TSV, mmdb files) are part of the config.
-		_, err = region.New(cfg.Region, region.Options{BaseDir: filepath.Dir(*path), Logger: slog.New(slog.DiscardHandler)})
+		if _, rerr := region.New(cfg.Region, region.Options{BaseDir: filepath.Dir(*path), Logger: slog.New(slog.DiscardHandler)}); rerr != nil {
+			for _, line := range strings.Split(rerr.Error(), "\n") {
+				fmt.Fprintln(stderr, withConfigLine(cfg, line))
+			}
+			return 2
+		}
 	}
 	if err != nil {
 		var es config.Errors
@@ -93,6 +99,19 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d sites)\n", *path, len(cfg.Sites))
 	return 0
+}
+
+// withConfigLine prefixes a problem that starts with a config path
+// ("region.sources[0]: ...") with the file and line that set it.
+func withConfigLine(cfg *config.Config, msg string) string {
+	path, _, ok := strings.Cut(msg, ": ")
+	if !ok || strings.ContainsAny(path, " /") {
+		return cfg.File + ": " + msg
+	}
+	if line := cfg.LineOf(path); line > 0 {
+		return fmt.Sprintf("%s:%d: %s", cfg.File, line, msg)
+	}
+	return cfg.File + ": " + msg
 }
 
 func version() string {

@@ -68,3 +68,17 @@ func TestDemoConfig(t *testing.T) {
 		t.Errorf("hosts %v, regions %v", hosts, cfg.Region.Regions)
 	}
 }
+
+func TestCheckRegionSourceErrorsHaveLines(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bad.tsv"), []byte("1.0.0.0\t1.0.0.255\t13335\tUS\tX\nnot a line\n"), 0o644)
+	cfg := filepath.Join(dir, "edge.yaml")
+	os.WriteFile(cfg, []byte("sites:\n  - name: a\n    origins: [{url: \"http://127.0.0.1:1\"}]\nregion:\n  sources:\n    - path: bad.tsv\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "--config", cfg}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d, want 2; stderr %s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "edge.yaml:6: region.sources[0]:") || !strings.Contains(errb.String(), "bad.tsv:2") {
+		t.Errorf("stderr = %q, want the config line and the TSV line", errb.String())
+	}
+}
