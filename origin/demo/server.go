@@ -46,8 +46,12 @@ func Serve(ln net.Listener, o *Origin) *Server { return ServeHandler(ln, o, o.Ha
 func ServeHandler(ln net.Listener, o *Origin, h fasthttp.RequestHandler) *Server {
 	s := &Server{Origin: o, ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	s.srv = &fasthttp.Server{
-		Handler:                      h,
-		Name:                         "edgebox-demo-origin",
+		Handler: h,
+		Name:    "edgebox-demo-origin",
+		// An edge forwards its clients' headers (up to its own 16 KiB
+		// default limit, plus what it adds): accept at least that much, so
+		// a request the edge accepts is never refused here with 431.
+		ReadBufferSize:               64 << 10,
 		ReadTimeout:                  30 * time.Second,
 		IdleTimeout:                  60 * time.Second,
 		MaxRequestBodySize:           64 << 10,
