@@ -191,3 +191,47 @@ test("Pacer: a second of budget per wake-up (hidden tabs wake at most once a sec
   const off = new Pacer(0);
   assert.equal(await off.take(1), false, "budget 0 sends nothing");
 });
+
+test("random frames from a neighbor: handled or a protocol error, never an internal one", async () => {
+  let seed = 11;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  const objects = [obj, "00000000000000ab"];
+  const frame = (): Uint8Array => {
+    switch (rnd(9)) {
+      case 0:
+        return w.encode(w.have(objects[rnd(2)], rnd(8)));
+      case 1:
+        return w.encode(w.request(objects[rnd(2)], rnd(8)));
+      case 2:
+        return w.encode(w.cancel(objects[rnd(2)], rnd(8)));
+      case 3:
+        return w.encode(w.absent(objects[rnd(2)], rnd(8), 1 + rnd(4)));
+      case 4:
+        return w.encode(w.data(objects[rnd(2)], rnd(8), rnd(3) * 100, new Uint8Array(1 + rnd(200))));
+      case 5:
+        return w.encode(w.bitfield(objects[rnd(2)], rnd(8), 8, new Uint8Array([rnd(256)])));
+      case 6:
+        return w.encode(serves);
+      default: {
+        const b = new Uint8Array(rnd(40));
+        for (let i = 0; i < b.length; i++) b[i] = rnd(256);
+        if (b.length > 1) b[0] = 1;
+        return b;
+      }
+    }
+  };
+  for (let run = 0; run < 200; run++) {
+    const h = harness();
+    for (let i = 0; i < 4; i++) h.store.put(objects[i % 2], i, new Uint8Array(300).fill(i), "edge");
+    h.send(serves);
+    const reqs = [0, 1, 2].map((i) => h.peer.request(objects[i % 2], i, 300, new AbortController().signal).catch((e: Error) => e.message));
+    for (let i = 0; i < 30 && !h.peer.closed; i++) {
+      h.send(frame());
+      await tick(0);
+    }
+    await tick(5);
+    for (const r of h.ev.closed) assert.doesNotMatch(r, /handling a frame/, `run ${run}: ${r}`);
+    h.peer.close("end of run");
+    for (const r of await Promise.all(reqs)) assert.ok(r instanceof Uint8Array || typeof r === "string");
+  }
+});
