@@ -5,13 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
-	"os"
-	"slices"
 	"strings"
 
 	"github.com/peerassist/edgebox/config"
+	"github.com/peerassist/edgebox/edge/app"
 )
 
 // options are the command-line flags of the edge's serve mode.
@@ -89,12 +87,7 @@ func buildConfig(o *options, demoOrigin string) (*config.Config, error) {
 		}
 		cfg = c
 	case o.demo:
-		c := config.Default()
-		site := config.NewSite("demo", demoOrigin)
-		site.Hosts = demoHosts(o.listen)
-		c.Sites = []config.Site{site}
-		c.Telemetry.LogFormat = "text"
-		c.Region = demoRegion()
+		c := app.DemoConfig(demoOrigin, o.listen)
 		cfg = &c
 	default:
 		c := config.Default()
@@ -120,42 +113,4 @@ func buildConfig(o *options, demoOrigin string) (*config.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-// demoHosts are the Host names the demo answers: this machine's names and
-// addresses (so a browser elsewhere on the LAN can open it) and the listen
-// host. Other hosts are refused (421): the demo is not an open proxy.
-func demoHosts(listen string) []string {
-	hosts := []string{"localhost", "127.0.0.1", "::1"}
-	if h, _, err := net.SplitHostPort(listen); err == nil && h != "" {
-		hosts = append(hosts, h)
-	}
-	if name, err := os.Hostname(); err == nil && name != "" {
-		hosts = append(hosts, name)
-	}
-	if addrs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLinkLocalUnicast() {
-				hosts = append(hosts, ipn.IP.String())
-			}
-		}
-	}
-	slices.Sort(hosts)
-	return slices.Compact(hosts)
-}
-
-// demoRegion places loopback and private (RFC 1918, ULA) addresses in one
-// region and ISP, so that tabs and peers on one machine or LAN find each
-// other in the demo.
-func demoRegion() config.Region {
-	r := config.DefaultRegion()
-	r.Regions = []config.RegionDef{{
-		Name: "demo",
-		ISPs: []config.ISPDef{{
-			Name:     "demo-lan",
-			ASN:      64512, // private-use ASN
-			Prefixes: []string{"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7"},
-		}},
-	}}
-	return r
 }
