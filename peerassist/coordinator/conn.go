@@ -384,8 +384,15 @@ func (c *conn) message(h *handlerCtx, msg []byte) bool {
 		if c.tokens <= -burst {
 			c.co.log.Warn("peerassist: closing a signaling socket that keeps flooding", "client.address", c.ip.String())
 			c.co.tel.reject(reasonAbusive)
-			c.kill(closePolicy, "rate limit exceeded", false)
-			return false
+			// The replies and refusals queued so far go out before the
+			// close frame, and the socket is closed gracefully: the rest
+			// of the flood is read and dropped until the client answers
+			// the close (or the sweeper cuts it). Closing a socket with
+			// unread input makes the kernel reset the connection, and the
+			// client would lose every reply and the close frame (1006).
+			h.flush()
+			c.kill(closePolicy, "rate limit exceeded", true)
+			return true
 		}
 		h.failure(c, signal.ActionAnnounce, nil, "rate limit exceeded: at most "+formatRate(cfg.MessagesPerSecond)+" messages per second")
 		h.endMessage()

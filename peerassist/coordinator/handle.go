@@ -319,7 +319,7 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 			return
 		}
 		p = &peer{id: req.PeerID, idJSON: req.PeerID.AppendJSON(nil), sw: sw, c: c, site: site, have: max(req.Have, 0)}
-		p.complete = req.Left == 0 || req.Event == signal.EventCompleted
+		p.complete, _ = seedState(req)
 		sw.join(p)
 		c.peers = append(c.peers, p)
 		co.byRegion[key.region]++
@@ -328,8 +328,8 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 		if req.Have >= 0 {
 			p.have = req.Have
 		}
-		if req.Left == 0 || req.Event == signal.EventCompleted {
-			sw.setComplete(p)
+		if seed, known := seedState(req); known {
+			sw.setComplete(p, seed)
 		}
 	}
 	sess.swarm.Store(sw)
@@ -347,6 +347,23 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 	if len(req.Offers) > 0 {
 		co.relayOffers(c, h, p)
 	}
+}
+
+// seedState says what an announce tells of its peer: a seed when "left"
+// is 0, a leech when it is more (a peer that completed one object and
+// wants another is a leech again), a seed on "completed" without "left";
+// otherwise (no "left", no "completed") unknown: a new peer is a leech, a
+// known one keeps its state.
+func seedState(req *signal.Request) (seed, known bool) {
+	switch {
+	case req.Left == 0:
+		return true, true
+	case req.Left > 0:
+		return false, true
+	case req.Event == signal.EventCompleted:
+		return true, true
+	}
+	return false, false
 }
 
 // reply queues the announce reply.

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -147,18 +148,54 @@ func TestLimiters(t *testing.T) {
 	e.co.SetAdmission(nil)
 }
 
-func TestSessionInfoSeed(t *testing.T) {
-	e := startEdge(t, testConfig(), nil)
-	sw := ih("seed-flag")
-	a := e.mustDial("127.1.0.1")
-	r := a.join(sw)
-	if info, _ := e.co.Session(r.Session); info.Seed {
-		t.Error("a leech is reported as a seed")
+// TestSeedState follows a peer through announces: "left" decides whether
+// it is a seed (0) or a leech (more than 0) at every announce, an absent
+// "left" keeps what it was, and "completed" without "left" makes a seed. A
+// peer that once said left 0 and then wants bytes again is a leech (was: a
+// seed for ever, which the policy loop refused every non-urgent fetch).
+func TestSeedState(t *testing.T) {
+	left := func(n int64) func(*signal.Request) { return func(r *signal.Request) { r.Left = n } }
+	type step struct {
+		ev   signal.Event
+		mod  func(*signal.Request)
+		seed bool
 	}
-	a.announce(sw, signal.EventCompleted, 0, 0, func(req *signal.Request) { req.Left = 0 })
-	a.mustRecv(signal.KindAnnounce)
-	if info, _ := e.co.Session(r.Session); !info.Seed {
-		t.Error("a completed peer is not reported as a seed")
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"leech then completed", []step{{signal.EventStarted, nil, false}, {signal.EventCompleted, left(0), true}}},
+		{"seed then wants bytes", []step{{signal.EventStarted, left(0), true}, {signal.EventUpdate, left(5_000_000), false}}},
+		{"completed then wants bytes", []step{{signal.EventStarted, left(100), false}, {signal.EventCompleted, left(0), true},
+			{signal.EventUpdate, left(1), false}, {signal.EventUpdate, left(0), true}}},
+		{"absent left keeps the state", []step{{signal.EventStarted, left(0), true}, {signal.EventUpdate, nil, true},
+			{signal.EventUpdate, left(7), false}, {signal.EventUpdate, nil, false}}},
+		{"completed without left", []step{{signal.EventStarted, nil, false}, {signal.EventCompleted, nil, true}}},
+		{"left wins over completed", []step{{signal.EventStarted, nil, false}, {signal.EventCompleted, left(10), false}}},
+	}
+	e := startEdge(t, testConfig(), nil)
+	for i, tt := range tests {
+		sw := ih(fmt.Sprintf("seed-state-%d", i))
+		a := e.mustDial(fmt.Sprintf("127.1.0.%d", i+1))
+		scraper := e.mustDial(fmt.Sprintf("127.1.1.%d", i+1))
+		for j, st := range tt.steps {
+			a.announce(sw, st.ev, 0, 0, st.mod)
+			r := a.mustRecv(signal.KindAnnounce)
+			wantC, wantI := int64(0), int64(1)
+			if st.seed {
+				wantC, wantI = 1, 0
+			}
+			if r.Complete != wantC || r.Incomplete != wantI {
+				t.Errorf("%s, step %d: announce reply complete %d incomplete %d, want %d and %d", tt.name, j, r.Complete, r.Incomplete, wantC, wantI)
+			}
+			if info, _ := e.co.Session(r.Session); info.Seed != st.seed {
+				t.Errorf("%s, step %d: SessionInfo.Seed = %v, want %v", tt.name, j, info.Seed, st.seed)
+			}
+			scraper.send(&signal.Request{Action: signal.ActionScrape, InfoHashes: []signal.ID{sw}})
+			if f := scraper.mustRecv(signal.KindScrape).Files; len(f) != 1 || f[0].Complete != wantC || f[0].Incomplete != wantI {
+				t.Errorf("%s, step %d: scrape %+v, want complete %d incomplete %d", tt.name, j, f, wantC, wantI)
+			}
+		}
 	}
 }
 

@@ -375,3 +375,51 @@ func TestCloseDoesNotWaitForClients(t *testing.T) {
 		}
 	}
 }
+
+// A burst far over the limit, written at once (as a script sending 500
+// scrapes in a loop does), gets what the limit promises: replies for the
+// burst, "rate limit exceeded" refusals, then a 1008 close frame, all of
+// them delivered before the socket closes (was: closed with unread input,
+// which resets the connection and loses every reply: 1006).
+func TestBurstGetsRepliesThenPolicyClose(t *testing.T) {
+	for _, mode := range []string{"epoll", "goroutine"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := testConfig()
+			e := startEdge(t, cfg, func(o *Options) { o.NoEpoll = mode == "goroutine" })
+			for _, n := range []int{150, 500, 2000} {
+				c := e.mustDial("127.1.0.1")
+				frame := maskedFrame(opText, []byte(`{"action":"scrape","info_hash":"aaaaaaaaaaaaaaaaaaaa"}`))
+				burst := make([]byte, 0, n*len(frame))
+				for range n {
+					burst = append(burst, frame...)
+				}
+				if _, err := c.ws.UnderlyingConn().Write(burst); err != nil {
+					t.Fatalf("burst of %d: write: %v", n, err)
+				}
+				var scrapes, refusals int
+				for done := false; !done; {
+					r, err := c.recv(10 * time.Second)
+					switch {
+					case err != nil:
+						if code := closeCode(err); code != closePolicy {
+							t.Errorf("burst of %d: connection ended with %v (code %d), want close %d", n, err, code, closePolicy)
+						}
+						done = true
+					case r.Kind == signal.KindScrape:
+						scrapes++
+					case r.Kind == signal.KindFailure && strings.Contains(r.Failure, "rate limit"):
+						refusals++
+					default:
+						t.Errorf("burst of %d: unexpected %v %q", n, r.Kind, r.Failure)
+					}
+				}
+				// The burst (60) is answered, then about a burst's worth of
+				// refusals before the debt closes the socket.
+				if scrapes < cfg.MessageBurst || refusals < cfg.MessageBurst-5 {
+					t.Errorf("burst of %d: %d scrape replies and %d refusals, want at least %d and %d",
+						n, scrapes, refusals, cfg.MessageBurst, cfg.MessageBurst-5)
+				}
+			}
+		})
+	}
+}

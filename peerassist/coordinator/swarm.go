@@ -208,13 +208,14 @@ func (sw *swarm) leave(p *peer) {
 	}
 }
 
-// setComplete moves p between the seed and leech lists.
-func (sw *swarm) setComplete(p *peer) {
-	if p.complete {
+// setComplete makes p a seed (complete) or a leech, moving it between the
+// seed and leech lists.
+func (sw *swarm) setComplete(p *peer, complete bool) {
+	if p.complete == complete {
 		return
 	}
 	sw.leave(p)
-	p.complete = true
+	p.complete = complete
 	sw.join(p)
 }
 
