@@ -231,7 +231,14 @@ func (c *Config) Validate() error {
 	if len(c.ISPs) == 0 {
 		bad("isps", "at least one ISP is required")
 	}
+	ispNames := map[string]bool{}
 	for i, p := range c.ISPs {
+		// Swarm keys carry the ISP's name: two ISPs with one name would
+		// be one swarm to the policy and two to the simulator.
+		if p.Name == "" || ispNames[p.Name] {
+			bad(fmt.Sprintf("isps[%d]", i), "needs a unique name (got %q)", p.Name)
+		}
+		ispNames[p.Name] = true
 		positive(fmt.Sprintf("isps[%d].weight", i), p.Weight)
 		if len(p.Table) == 0 {
 			bad(fmt.Sprintf("isps[%d].table", i), "needs at least one bandwidth class")
@@ -297,6 +304,8 @@ func (c *Config) Validate() error {
 		}
 		if c.Surge.At < 0 || c.Surge.Over < 0 {
 			bad("surge-at", "times must not be negative")
+		} else if c.Surge.At >= c.Duration {
+			bad("surge-at", "must be before the end of the run (%s) (got %s)", c.Duration, c.Surge.At)
 		}
 	}
 	if c.MaxActive < 1 {

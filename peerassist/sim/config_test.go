@@ -19,14 +19,23 @@ func TestParseTable(t *testing.T) {
 	}{
 		{"att", ATTTable, ""},
 		{"Verizon", VerizonTable, ""},
-		{"768/128/1+3000/768/3", Table{{768e3, 128e3, 0.25}, {3000e3, 768e3, 0.75}}, ""},
+		{"768/128/25+3000/768/75", Table{{768e3, 128e3, 0.25}, {3000e3, 768e3, 0.75}}, ""},
+		// Rounded tables are normalized: the paper's AT&T table adds up to 100.01.
+		{"768/128/15.76+1500/384/34.78+3000/512/31.58+6000/768/17.89", Table{{768e3, 128e3, 0.1576 / 1.0001}, {1500e3, 384e3, 0.3478 / 1.0001}, {3000e3, 512e3, 0.3158 / 1.0001}, {6000e3, 768e3, 0.1789 / 1.0001}}, ""},
+		{"1000/500/99.6", Table{{1e6, 5e5, 1}}, ""},
+		// Percentages that do not describe all users are an error, not
+		// silently scaled up (QA: A:1:1:768/128/50 was accepted).
+		{"768/128/50", nil, "percentages add up to 50, want 100"},
+		{"768/128/1+3000/768/3", nil, "percentages add up to 4, want 100"},
+		{"768/128/60+3000/768/60", nil, "percentages add up to 120, want 100"},
+		{"1000/500/99.4", nil, "add up to 99.4"},
 		{" 1000 / 500 / 100 ", Table{{1e6, 5e5, 1}}, ""},
 		{"", nil, "empty"},
 		{"768/128", nil, "want down/up/percent"},
 		{"768/x/5", nil, "not a non-negative number"},
 		{"-1/1/1", nil, "not a non-negative number"},
 		{"0/1/1", nil, "download must be positive"},
-		{"1/1/0", nil, "add up to 0"},
+		{"1/1/0", nil, "add up to 0, want 100"},
 		{"1e12/1/1", nil, "at most 1e8"},
 		{"NaN/1/1", nil, "not a non-negative number"},
 		{"1/Inf/1", nil, "not a non-negative number"},
@@ -79,7 +88,7 @@ func TestParseRegionsAndISPs(t *testing.T) {
 	if err != nil || len(is) != 2 || is[0].ASN != 7018 || is[1].Table[0].UpBps != 5e5 {
 		t.Errorf("ParseISPs = %+v, %v", is, err)
 	}
-	for _, bad := range []string{"", "a:1:1", "a:0:1:att", "a:x:1:att", "a:1:0:att", "a:1:1:nope", ":1:1:att", "a:99999999999:1:att"} {
+	for _, bad := range []string{"", "a:1:1", "a:0:1:att", "a:x:1:att", "a:1:0:att", "a:1:1:nope", ":1:1:att", "a:99999999999:1:att", "A:1:1:768/128/50"} {
 		if _, err := ParseISPs(bad); err == nil {
 			t.Errorf("ParseISPs(%q) succeeded", bad)
 		}
@@ -117,6 +126,12 @@ func TestConfigValidate(t *testing.T) {
 		{"prefetch", func(c *Config) { c.VoD.Prefetch = -time.Second }, "prefetch"},
 		{"surge region", func(c *Config) { c.Surge = Surge{Sessions: 5, Region: 99} }, "surge-region"},
 		{"surge item", func(c *Config) { c.Surge = Surge{Sessions: 5, Item: -1} }, "surge-item"},
+		{"surge after the end", func(c *Config) { c.Surge = Surge{Sessions: 5, At: 30 * time.Hour} }, "surge-at: must be before the end of the run (24h0m0s)"},
+		{"surge at the end", func(c *Config) { c.Surge = Surge{Sessions: 5, At: 24 * time.Hour} }, "surge-at"},
+		{"duplicate ISP", func(c *Config) {
+			c.ISPs = []ISP{{Name: "x", ASN: 1, Weight: 1, Table: ATTTable}, {Name: "x", ASN: 2, Weight: 1, Table: ATTTable}}
+		}, `isps[1]: needs a unique name (got "x")`},
+		{"unnamed ISP", func(c *Config) { c.ISPs[0].Name = "" }, "isps[0]: needs a unique name"},
 		{"policy cap", func(c *Config) { c.Policy.EBUCap = 0 }, "policy.ebu_cap"},
 		{"policy capacity", func(c *Config) { c.Policy.EdgeCapacityBps = -1 }, "policy.edge_capacity_bps"},
 		{"policy fraction", func(c *Config) { c.Policy.UploadFraction = -1 }, "policy.upload_fraction"},

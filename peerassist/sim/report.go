@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -152,12 +153,12 @@ func ff(v float64) string { return strconv.FormatFloat(v, 'g', 8, 64) }
 // WriteSeriesCSV writes one row per scenario and tick.
 func (rep *Report) WriteSeriesCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"scenario", "time_s", "active", "waiting", "edge_bps", "edge_urgent_bps", "edge_nonurgent_bps", "peer_bps", "ebu", "ebu_max_region", "stopped", "floor_violations"})
+	cw.Write([]string{"scenario", "time_s", "active", "waiting", "edge_bps", "edge_urgent_bps", "edge_nonurgent_bps", "edge_unknown_bps", "peer_bps", "ebu", "ebu_max_region", "stopped", "floor_violations"})
 	for _, r := range rep.Results {
 		for _, s := range r.Series {
 			cw.Write([]string{
 				r.Scenario.Name, ff(s.TimeSec), strconv.Itoa(s.Active), strconv.Itoa(s.Waiting), ff(s.EdgeBps), ff(s.EdgeUrgentBps),
-				ff(s.EdgeNonUrgentBps), ff(s.PeerBps), ff(s.EBU), ff(s.EBUMax), strconv.Itoa(s.Stopped),
+				ff(s.EdgeNonUrgentBps), ff(s.EdgeUnknownBps), ff(s.PeerBps), ff(s.EBU), ff(s.EBUMax), strconv.Itoa(s.Stopped),
 				strconv.Itoa(s.FloorViolations),
 			})
 		}
@@ -171,7 +172,7 @@ func (rep *Report) WriteSummaryCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"scenario", "sessions", "unfinished", "mean_edge_mbps", "p95_edge_mbps", "peak_edge_mbps", "savings_pct",
 		"mean_peer_mbps", "floor_violations", "stall_s", "cross_region_bytes", "upload_gb", "budget_gb", "over_budget",
-		"mean_ebu", "max_ebu", "over_cap_region_ticks", "longest_over_cap_ticks", "stops", "wall_s"})
+		"mean_ebu", "max_ebu", "over_cap_region_ticks", "longest_over_cap_ticks", "max_ebu_with_unknown", "stops", "wall_s"})
 	for _, r := range rep.Results {
 		s := r.Summary
 		cw.Write([]string{
@@ -179,29 +180,42 @@ func (rep *Report) WriteSummaryCSV(w io.Writer) error {
 			ff(100 * s.Savings), ff(s.MeanPeerBps / 1e6), strconv.Itoa(s.FloorViolations), ff(s.StallSeconds),
 			ff(s.CrossRegionBytes), ff(s.UploadBytes / 1e9), ff(s.BudgetBytes / 1e9), strconv.Itoa(s.OverBudget),
 			ff(s.MeanEBU), ff(s.MaxEBU), strconv.Itoa(s.OverCapTicks), strconv.Itoa(s.LongestOverCap),
-			strconv.Itoa(s.Stops), ff(s.Wall.Seconds()),
+			ff(s.MaxEBUWithUnknown), strconv.Itoa(s.Stops), ff(s.Wall.Seconds()),
 		})
 	}
 	cw.Flush()
 	return cw.Error()
 }
 
-// WriteText writes a human-readable table of the summaries.
+// WriteText writes a human-readable table of the summaries. EBU columns
+// read "-" for pure CDN: it has no peer-assisted session.
 func (rep *Report) WriteText(w io.Writer) {
 	c := rep.Config
 	fmt.Fprintf(w, "mode %s, %d regions, %d ISPs, %s simulated in %s ticks, seed %d, edge capacity: %s\n",
 		c.Mode, len(c.Regions), len(c.ISPs), c.Duration, c.Tick, c.Seed, rep.CapacitySource)
 	fmt.Fprintf(w, "%-12s %9s %10s %10s %10s %8s %9s %9s %8s %7s %9s %6s\n",
 		"scenario", "sessions", "edge Mbps", "p95 Mbps", "peak Mbps", "savings", "floor vio", "x-region", "max EBU", ">cap", "up/budget", "wall")
+	var unknown []string
 	for _, r := range rep.Results {
 		s := r.Summary
 		ub := "-"
 		if s.BudgetBytes > 0 {
 			ub = fmt.Sprintf("%.0f%%", 100*s.UploadBytes/s.BudgetBytes)
 		}
-		fmt.Fprintf(w, "%-12s %9d %10.1f %10.1f %10.1f %7.1f%% %9d %9.0f %8.3f %7d %9s %6s\n",
+		maxEBU, overCap := "-", "-"
+		if r.Scenario.Kind != PureCDN {
+			maxEBU, overCap = fmt.Sprintf("%.3f", s.MaxEBU), strconv.Itoa(s.OverCapTicks)
+			if s.MaxEBUWithUnknown > s.MaxEBU+5e-4 {
+				unknown = append(unknown, fmt.Sprintf("%s %.3f", s.Scenario, s.MaxEBUWithUnknown))
+			}
+		}
+		fmt.Fprintf(w, "%-12s %9d %10.1f %10.1f %10.1f %7.1f%% %9d %9.0f %8s %7s %9s %6s\n",
 			s.Scenario, s.Sessions, s.MeanEdgeBps/1e6, s.P95EdgeBps/1e6, s.PeakEdgeBps/1e6, 100*s.Savings,
-			s.FloorViolations, s.CrossRegionBytes, s.MaxEBU, s.OverCapTicks, ub, s.Wall.Round(time.Millisecond*100))
+			s.FloorViolations, s.CrossRegionBytes, maxEBU, overCap, ub, s.Wall.Round(time.Millisecond*100))
+	}
+	if len(unknown) > 0 {
+		fmt.Fprintf(w, "EBU counts peer-assisted sessions only; with the unannounced arrivals' first tick (no peers, no limit) max EBU would be: %s\n",
+			strings.Join(unknown, ", "))
 	}
 }
 
@@ -253,7 +267,7 @@ func (rep *Report) plotEdgeLoad(path string) error {
 
 func (rep *Report) plotEBU(path string) error {
 	p := plot.New()
-	p.Title.Text = "Extra bandwidth utilization (non-urgent edge egress / capacity), highest region"
+	p.Title.Text = "Extra bandwidth utilization (non-urgent edge egress to peer-assisted sessions / capacity), highest region"
 	p.X.Label.Text = "time (hours)"
 	p.Y.Label.Text = "EBU"
 	p.Legend.Top = true

@@ -54,9 +54,15 @@ type Sample struct {
 	Active, Waiting int
 	// EdgeBps is the edge egress: EdgeUrgentBps + EdgeNonUrgentBps.
 	EdgeBps, EdgeUrgentBps, EdgeNonUrgentBps float64
-	PeerBps                                  float64
-	// EBU is the non-urgent edge egress over the edge capacity, all regions
-	// together; EBUMax the highest region's. 0 without a capacity.
+	// EdgeUnknownBps is the part of EdgeBps that went to sessions the
+	// coordinator did not know yet (an unannounced surge's arrivals in
+	// their first tick): plain CDN clients, admitted without limit.
+	EdgeUnknownBps float64
+	PeerBps        float64
+	// EBU is the non-urgent edge egress to peer-assisted sessions (those
+	// the coordinator knows) over the edge capacity, all regions together;
+	// EBUMax the highest region's. It is the policy's EBU. 0 without a
+	// capacity, and 0 for pure CDN, which has no peer-assisted session.
 	EBU, EBUMax float64
 	// Stopped counts sessions stopped by the EBU cap (policy runs).
 	Stopped         int
@@ -87,9 +93,15 @@ type Summary struct {
 	OverBudget               int
 	// MeanEBU and MaxEBU are over the region-ticks; OverCapTicks counts
 	// region-ticks over the cap and LongestOverCap the longest run of them
-	// in one region.
+	// in one region. All 0 for pure CDN.
 	MeanEBU, MaxEBU              float64
 	OverCapTicks, LongestOverCap int
+	// MaxEBUWithUnknown is the highest region-tick EBU had it counted the
+	// non-urgent egress to sessions the coordinator did not know yet
+	// (Sample.EdgeUnknownBps): what the cap would have to absorb if the
+	// edge charged it to peer assistance. Equal to MaxEBU without an
+	// unannounced surge.
+	MaxEBUWithUnknown float64
 	// Stops counts sessions newly stopped by the EBU cap.
 	Stops int
 	// ClassTicks counts swarm-ticks by class (policy runs).
@@ -130,7 +142,12 @@ type session struct {
 	wantUrg, wantNon, peerUrg, peerNon, edgeUrg, edgeNon float64
 	uploadCap, uploaded                                  float64
 	done                                                 bool
-	unannounced                                          bool
+	// unknown: the session has not announced itself to the coordinator
+	// yet (an unannounced surge's arrival). For its first tick it is a
+	// plain CDN client, as the edge treats a session it does not know: no
+	// peers (it gets no offers), requests admitted without limit, bytes
+	// charged to no session. unknownNow says it was so in this tick.
+	unknown, unknownNow bool
 }
 
 type swarmKey struct{ isp, item int }
@@ -157,6 +174,8 @@ type regionState struct {
 	dec        policy.Decision
 	overCapRun int
 	peakBps    float64
+	// edgeBits is the edge egress of the last tick (obs.EdgeEgressBytes).
+	edgeBits float64
 }
 
 // simulation is the state of one Run: regions, swarms and sessions, and
@@ -173,15 +192,43 @@ type simulation struct {
 	sum     Summary
 	ebuSum  float64
 	ebuN    int
+	wl      *workload
+	arr     []arrival // scratch for a step's arrivals
 }
 
 // Run simulates one scenario. capBps gives each region's edge capacity (0
 // or a nil slice: unlimited, unless the configuration sets one).
 func Run(cfg Config, sc Scenario, capBps []float64) (*Result, error) {
+	start := time.Now()
+	s, err := newSimulation(cfg, sc, capBps)
+	if err != nil {
+		return nil, err
+	}
+	steps := int(cfg.Duration / cfg.Tick)
+	res := &Result{Scenario: sc, Series: make([]Sample, 0, steps)}
+	for step := range steps {
+		smp, err := s.step(step)
+		if err != nil {
+			return nil, err
+		}
+		res.Series = append(res.Series, smp)
+	}
+	for _, rg := range s.regions {
+		res.PeakBps = append(res.PeakBps, rg.peakBps)
+	}
+	s.sum.Unfinished = s.active
+	s.finish(res)
+	res.Summary.Wall = time.Since(start)
+	return res, nil
+}
+
+// epoch is the simulated clock's start (any fixed time).
+var epoch = time.Date(2007, 8, 13, 0, 0, 0, 0, time.UTC)
+
+func newSimulation(cfg Config, sc Scenario, capBps []float64) (*simulation, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
 	s := &simulation{cfg: &cfg, sc: sc, dt: cfg.Tick.Seconds()}
 	s.sum.Scenario = sc.Name
 	if sc.Kind == WithPolicy {
@@ -210,52 +257,45 @@ func Run(cfg Config, sc Scenario, capBps []float64) (*Result, error) {
 		}
 		s.regions = append(s.regions, rg)
 	}
-	wl := newWorkload(&cfg)
-	steps := int(cfg.Duration / cfg.Tick)
-	res := &Result{Scenario: sc, Series: make([]Sample, 0, steps)}
-	var arr []arrival
-	epoch := time.Date(2007, 8, 13, 0, 0, 0, 0, time.UTC) // any fixed start
-	for step := range steps {
-		t := float64(step) * s.dt
-		arr = wl.next(t, s.dt, arr[:0])
-		for i := range arr {
-			s.add(&arr[i], wl, t)
-		}
-		if s.active > cfg.MaxActive {
-			return nil, fmt.Errorf("%w: %d at %s (max-active %d)", ErrTooManySessions, s.active, time.Duration(t*1e9), cfg.MaxActive)
-		}
-		smp := Sample{TimeSec: t}
-		capSum, extraSum := 0.0, 0.0
-		for _, rg := range s.regions {
-			extra := s.tickRegion(rg, &smp)
-			if rg.capBps > 0 {
-				capSum += rg.capBps
-				extraSum += extra
-			}
-			if rg.engine != nil {
-				s.policyTick(rg, epoch.Add(time.Duration(float64(step+1)*s.dt*1e9)), &smp)
-			}
-			s.compact(rg)
-		}
-		if capSum > 0 {
-			smp.EBU = extraSum / capSum
-		}
-		for _, rg := range s.regions {
-			smp.Waiting += len(rg.waiting)
-		}
-		smp.Active = s.active - smp.Waiting
-		res.Series = append(res.Series, smp)
-	}
-	for _, rg := range s.regions {
-		res.PeakBps = append(res.PeakBps, rg.peakBps)
-	}
-	s.sum.Unfinished = s.active
-	s.finish(res)
-	res.Summary.Wall = time.Since(start)
-	return res, nil
+	s.wl = newWorkload(s.cfg)
+	return s, nil
 }
 
-func (s *simulation) add(a *arrival, wl *workload, t float64) {
+// step simulates tick number step: arrivals, transfers, and in policy
+// runs each region's policy tick, whose decisions apply to the next step.
+func (s *simulation) step(step int) (Sample, error) {
+	t := float64(step) * s.dt
+	s.arr = s.wl.next(t, s.dt, s.arr[:0])
+	for i := range s.arr {
+		s.add(&s.arr[i], s.wl)
+	}
+	if s.active > s.cfg.MaxActive {
+		return Sample{}, fmt.Errorf("%w: %d at %s (max-active %d)", ErrTooManySessions, s.active, time.Duration(t*1e9), s.cfg.MaxActive)
+	}
+	smp := Sample{TimeSec: t}
+	capSum, extraSum := 0.0, 0.0
+	for _, rg := range s.regions {
+		extra := s.tickRegion(rg, &smp)
+		if rg.capBps > 0 {
+			capSum += rg.capBps
+			extraSum += extra
+		}
+		if rg.engine != nil {
+			s.policyTick(rg, epoch.Add(time.Duration(float64(step+1)*s.dt*1e9)), &smp)
+		}
+		s.compact(rg)
+	}
+	if capSum > 0 && s.sc.Kind != PureCDN {
+		smp.EBU = extraSum / capSum
+	}
+	for _, rg := range s.regions {
+		smp.Waiting += len(rg.waiting)
+	}
+	smp.Active = s.active - smp.Waiting
+	return smp, nil
+}
+
+func (s *simulation) add(a *arrival, wl *workload) {
 	rg := s.regions[a.region]
 	key := swarmKey{isp: a.isp, item: a.item}
 	if s.cfg.Mode == Update && s.cfg.Update.SharePool {
@@ -282,7 +322,7 @@ func (s *simulation) add(a *arrival, wl *workload, t float64) {
 		ss.sizeBits = wl.itemBits[a.item]
 	}
 	ss.swarmKey = key
-	ss.unannounced = a.unannounced
+	ss.unknown = a.unannounced
 	if s.cfg.Mode == Update {
 		rg.waiting = append(rg.waiting, ss)
 		return
@@ -318,9 +358,10 @@ func (s *simulation) join(rg *regionState, ss *session) {
 	}
 	ss.swarm = sw
 	sw.sessions = append(sw.sessions, ss)
-	if rg.engine != nil && rg.dec.Tick > 0 && !rg.dec.JoinUnlimited && !ss.unannounced {
+	if rg.engine != nil && rg.dec.Tick > 0 && !rg.dec.JoinUnlimited && !ss.unknown {
 		// The coordinator gives a session that joins between ticks the
-		// decision's join allowance.
+		// decision's join allowance. One it does not know yet is admitted
+		// without limit (and has no peers) until it announces.
 		ss.allowanceBps = float64(rg.dec.JoinAllowanceBps)
 	}
 }
@@ -338,8 +379,11 @@ func (s *simulation) tickRegion(rg *regionState, smp *Sample) (extraBps float64)
 	for _, sw := range rg.swarms {
 		for _, ss := range sw.sessions {
 			s.want(ss, level)
+			// A session the coordinator does not know has no peers this
+			// tick; it announces during it.
+			ss.unknownNow, ss.unknown = ss.unknown, false
 			ss.uploadCap = 0
-			if s.sc.Kind != PureCDN {
+			if s.sc.Kind != PureCDN && !ss.unknownNow {
 				ss.uploadCap = max(0, ss.budgetBps*dt)
 			}
 		}
@@ -361,7 +405,7 @@ func (s *simulation) tickRegion(rg *regionState, smp *Sample) (extraBps float64)
 		for _, ss := range sw.sessions {
 			ss.edgeUrg = max(0, ss.wantUrg-ss.peerUrg)
 			ss.edgeNon = max(0, ss.wantNon-ss.peerNon)
-			if !math.IsInf(ss.allowanceBps, 1) {
+			if !ss.unknownNow && !math.IsInf(ss.allowanceBps, 1) {
 				ss.edgeNon = min(ss.edgeNon, ss.allowanceBps*dt)
 			}
 			urgent += ss.edgeUrg
@@ -378,29 +422,43 @@ func (s *simulation) tickRegion(rg *regionState, smp *Sample) (extraBps float64)
 			fn = (c - urgent) / nonUrgent
 		}
 	}
-	edgeBits, extraBits, peerBits := 0.0, 0.0, 0.0
+	// extraBits is the non-urgent egress to peer-assisted sessions (EBU's);
+	// unknownBits what sessions the coordinator does not know drew.
+	edgeBits, nonBits, extraBits, unknownBits, unknownNonBits, peerBits := 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
 	for _, sw := range rg.swarms {
 		for _, ss := range sw.sessions {
 			ss.edgeUrg *= fu
 			ss.edgeNon *= fn
 			edgeBits += ss.edgeUrg + ss.edgeNon
-			extraBits += ss.edgeNon
+			nonBits += ss.edgeNon
+			if ss.unknownNow {
+				unknownBits += ss.edgeUrg + ss.edgeNon
+				unknownNonBits += ss.edgeNon
+			} else {
+				extraBits += ss.edgeNon
+			}
 			peerBits += ss.peerUrg + ss.peerNon
 			s.advance(ss, smp)
 		}
 	}
 	edgeBps := edgeBits / dt
+	rg.edgeBits = edgeBits
 	rg.peakBps = max(rg.peakBps, edgeBps)
 	smp.EdgeBps += edgeBps
-	smp.EdgeUrgentBps += (edgeBits - extraBits) / dt
-	smp.EdgeNonUrgentBps += extraBits / dt
+	smp.EdgeUrgentBps += (edgeBits - nonBits) / dt
+	smp.EdgeNonUrgentBps += nonBits / dt
+	smp.EdgeUnknownBps += unknownBits / dt
 	smp.PeerBps += peerBits / dt
+	if s.sc.Kind == PureCDN {
+		return 0 // no peer-assisted session: no EBU
+	}
 	if rg.capBps > 0 {
 		ebu := extraBits / dt / rg.capBps
 		smp.EBUMax = max(smp.EBUMax, ebu)
 		s.ebuSum += ebu
 		s.ebuN++
 		s.sum.MaxEBU = max(s.sum.MaxEBU, ebu)
+		s.sum.MaxEBUWithUnknown = max(s.sum.MaxEBUWithUnknown, (extraBits+unknownNonBits)/dt/rg.capBps)
 		if ebu > s.cfg.Policy.EBUCap+1e-9 {
 			s.sum.OverCapTicks++
 			rg.overCapRun++
@@ -499,6 +557,9 @@ func (s *simulation) peersOlderServeYounger(sw *swarm) {
 	for pass := range 2 {
 		head := 0
 		for k, rx := range sw.sessions {
+			if rx.unknownNow {
+				continue // no peers yet
+			}
 			need := rx.wantUrg
 			if pass == 1 {
 				need = rx.wantNon
@@ -528,6 +589,9 @@ func (s *simulation) peersPool(sw *swarm) {
 	}
 	supply, urg, non := 0.0, 0.0, 0.0
 	for _, ss := range sw.sessions {
+		if ss.unknownNow {
+			continue // no peers yet
+		}
 		supply += ss.uploadCap
 		urg += ss.wantUrg
 		non += ss.wantNon
@@ -544,6 +608,9 @@ func (s *simulation) peersPool(sw *swarm) {
 	used := usedU + fn*non
 	share := used / supply // each uploader gives this share of its capacity
 	for _, ss := range sw.sessions {
+		if ss.unknownNow {
+			continue
+		}
 		if ss.region != sw.region {
 			s.sum.CrossRegionBytes += (ss.uploadCap*share + ss.wantUrg*fu + ss.wantNon*fn) / 8
 		}
@@ -635,6 +702,7 @@ func (s *simulation) policyTick(rg *regionState, now time.Time, smp *Sample) {
 	obs := &rg.obs
 	obs.Now = now
 	obs.Interval = s.cfg.Tick
+	obs.EdgeEgressBytes = int64(rg.edgeBits / 8) // to unknown sessions too
 	obs.Swarms = obs.Swarms[:0]
 	obs.Sessions = obs.Sessions[:0]
 	video := s.cfg.Mode == VoD
@@ -642,22 +710,27 @@ func (s *simulation) policyTick(rg *regionState, now time.Time, smp *Sample) {
 	if video {
 		bitrate = int64(s.cfg.VoD.BitrateBps)
 	}
+	// Every session of the tick, those that finished in it too: the edge
+	// counts what it served a session until it goes away.
 	for _, sw := range rg.swarms {
 		obs.Swarms = append(obs.Swarms, policy.SwarmObs{Key: sw.key, Video: video, BitrateBps: bitrate})
 		for _, ss := range sw.sessions {
-			if ss.done {
-				continue
-			}
-			obs.Sessions = append(obs.Sessions, policy.SessionObs{
+			o := policy.SessionObs{
 				ID: ss.id, Swarm: sw.key, ASN: s.cfg.ISPs[ss.isp].ASN,
-				EdgeUrgentBytes:    int64(ss.edgeUrg / 8),
-				EdgeNonUrgentBytes: int64(ss.edgeNon / 8),
-				PeerBytes:          int64((ss.peerUrg + ss.peerNon) / 8),
-				UploadedBytes:      int64(ss.uploaded / 8),
-				DeclaredUploadBps:  int64(ss.upBps),
-				DemandBps:          int64((ss.wantUrg + ss.wantNon) / s.dt),
-				MarksUrgent:        true,
-			})
+				DeclaredUploadBps: int64(ss.upBps),
+				DemandBps:         int64((ss.wantUrg + ss.wantNon) / s.dt),
+				MarksUrgent:       true,
+			}
+			if !ss.unknownNow {
+				// What the edge served a session it did not know yet was
+				// charged to no session (the coordinator's unknown bytes):
+				// only EdgeEgressBytes has it.
+				o.EdgeUrgentBytes = int64(ss.edgeUrg / 8)
+				o.EdgeNonUrgentBytes = int64(ss.edgeNon / 8)
+				o.PeerBytes = int64((ss.peerUrg + ss.peerNon) / 8)
+				o.UploadedBytes = int64(ss.uploaded / 8)
+			}
+			obs.Sessions = append(obs.Sessions, o)
 		}
 	}
 	rg.engine.Tick(obs, &rg.dec)
@@ -665,9 +738,6 @@ func (s *simulation) policyTick(rg *regionState, now time.Time, smp *Sample) {
 	i := 0
 	for _, sw := range rg.swarms {
 		for _, ss := range sw.sessions {
-			if ss.done {
-				continue
-			}
 			sd := &d.Sessions[i]
 			i++
 			if sd.Unlimited {

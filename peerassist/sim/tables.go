@@ -56,7 +56,10 @@ func (t Table) MeanDownBps() float64 {
 
 // ParseTable parses "att", "verizon", or classes written
 // "down/up/percent" in kbit/s separated by "+", e.g.
-// "768/128/31.85+3000/768/68.15". Shares are normalized to sum to 1.
+// "768/128/31.85+3000/768/68.15". The percentages must add up to 100
+// (within shareTolerancePct, for rounded tables such as the paper's AT&T
+// one, which adds up to 100.01); the shares are then normalized to sum
+// to exactly 1.
 func ParseTable(s string) (Table, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "att", "at&t":
@@ -90,14 +93,18 @@ func ParseTable(s string) (Table, error) {
 		t = append(t, BandwidthClass{DownBps: v[0] * 1e3, UpBps: v[1] * 1e3, Share: v[2]})
 		total += v[2]
 	}
-	if !(total > 0) {
-		return nil, fmt.Errorf("bandwidth table %q: percentages add up to 0", s)
+	if math.Abs(total-100) > shareTolerancePct {
+		return nil, fmt.Errorf("bandwidth table %q: percentages add up to %g, want 100 (each class is down/up/percent of users)", s, total)
 	}
 	for i := range t {
 		t[i].Share /= total
 	}
 	return t, nil
 }
+
+// shareTolerancePct is how far from 100 a table's percentages may add up
+// (rounding of published tables).
+const shareTolerancePct = 0.5
 
 // String writes the table in ParseTable's syntax.
 func (t Table) String() string {
