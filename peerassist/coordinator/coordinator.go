@@ -106,6 +106,7 @@ type Coordinator struct {
 
 	mu       sync.Mutex // guards everything below and swarm/peer/session fields marked "mu"
 	closed   bool
+	draining bool // Shutdown began: no new connections
 	swarms   map[swarmKey]*swarm
 	conns    map[*conn]struct{}
 	perIP    map[netip.Addr]int
@@ -268,6 +269,10 @@ func (co *Coordinator) Close() error {
 // have closed them or ctx is done, then Closes.
 func (co *Coordinator) Shutdown(ctx context.Context) error {
 	co.mu.Lock()
+	// A connection whose upgrade is under way registers after this
+	// snapshot: draining makes it refuse itself instead of staying open
+	// until the deadline.
+	co.draining = true
 	conns := make([]*conn, 0, len(co.conns))
 	for c := range co.conns {
 		conns = append(conns, c)

@@ -85,7 +85,7 @@ func (co *Coordinator) admitConn(ip netip.Addr) (bool, int, string) {
 	co.mu.Lock()
 	defer co.mu.Unlock()
 	switch {
-	case co.closed:
+	case co.closed || co.draining:
 		return false, fasthttp.StatusServiceUnavailable, "the coordinator is shutting down"
 	case len(co.conns) >= co.cfg.MaxConnections:
 		return false, fasthttp.StatusServiceUnavailable, "too many signaling connections on this edge"
@@ -149,10 +149,10 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 	// Register, re-checking the caps: concurrent upgrades may have passed
 	// admitConn together.
 	co.mu.Lock()
-	refused := ""
+	refused, code := "", closePolicy
 	switch {
-	case co.closed:
-		refused = "server shutting down"
+	case co.closed || co.draining:
+		refused, code = "server shutting down", closeGoingAway
 	case len(co.conns) >= co.cfg.MaxConnections:
 		refused = "too many signaling connections on this edge"
 	case co.perIP[ip] >= co.cfg.MaxConnectionsPerIP:
@@ -173,7 +173,7 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 	co.mu.Unlock()
 	if refused != "" {
 		co.tel.reject(reasonTooManyConns)
-		frame := appendFrame(nil, opClose, closePayload(closePolicy, refused))
+		frame := appendFrame(nil, opClose, closePayload(code, refused))
 		if c.p != nil {
 			_, _ = sendNoSignal(c.fd, frame)
 			closeFD(c.fd)
@@ -229,11 +229,16 @@ func drainBuffered(nc net.Conn) []byte {
 // with a writer goroutine draining its queue.
 func (co *Coordinator) serveGoroutine(c *conn) {
 	nc := c.nc
+	writerDone := make(chan struct{})
 	go func() {
 		defer co.wg.Done()
+		defer close(writerDone)
 		c.writer()
 	}()
 	defer co.wg.Done()
+	// fasthttp recycles its hijacked connection when this handler returns:
+	// the writer must be done with it by then.
+	defer func() { <-writerDone }()
 	h := co.newHandlerCtx(c.id)
 	buf := make([]byte, 16<<10)
 	for {
