@@ -47,8 +47,17 @@ type Policy struct {
 	StopHold Duration `yaml:"stop_hold"`
 	// BasicRateBps is d_basic, the rate under which a swarm is hungry and
 	// the floor each viewer keeps, in bits/s; a site's bitrate_bps replaces
-	// it for that site's streams. Default 240000 (30 KBps).
+	// it for that site's streams, and where the site sets none, the
+	// bitrate a viewer declares (see max_declared_bitrate_bps). Default
+	// 240000 (30 KBps).
 	BasicRateBps int64 `yaml:"basic_rate_bps"`
+	// MaxDeclaredBitrateBps bounds the stream bitrate a client may declare
+	// (x_caps.bitrate_bps, the rendition it plays) in bits/s. Where its
+	// site sets no peer_assist.bitrate_bps, a viewer's floor is the
+	// bitrate it declares, at least basic_rate_bps and at most this; a
+	// client that declares none gets basic_rate_bps. 0 ignores declared
+	// bitrates. Default 20000000 (a 4K stream).
+	MaxDeclaredBitrateBps int64 `yaml:"max_declared_bitrate_bps"`
 	// HighRateBps is d_high, the rate of high-demand swarms and the demand
 	// assumed for a session that reports none, in bits/s. Default 800000
 	// (100 KBps); at least basic_rate_bps.
@@ -57,7 +66,17 @@ type Policy struct {
 	// nobody holds from the edge (probability k/n). Default 3; at least 1.
 	SlurpieK float64 `yaml:"slurpie_k"`
 	// DefaultUploadBps is the upload capacity assumed for a peer that
-	// declares none, in bits/s. Default 1000000.
+	// declares none, in bits/s. Default 10000000 (10 Mbit/s): what the
+	// browser client and the Go peer assume when they cannot measure or
+	// are not told, and a modest upstream for today's fibre, cable and
+	// VDSL2 access (plans commonly give 10-50 Mbit/s up, fibre more). At
+	// the default upload_fraction a peer then gives about 3.3 Mbit/s,
+	// several viewers' worth of a standard-definition stream; 1 Mbit/s
+	// (333 kbit/s at 1/3) could not carry even the demo's 440 kbit/s
+	// stream to one neighbor in time. Lower it where the access network
+	// is slower (ADSL, mobile); isp_upload_fractions lowers the share per
+	// ISP. Peers that declare their capacity (x_caps) are taken at their
+	// word.
 	DefaultUploadBps int64 `yaml:"default_upload_bps"`
 	// Exploration is the relative step explored around each swarm's
 	// operating point so that its response curve stays learnable.
@@ -80,18 +99,19 @@ type ISPFraction struct {
 // DefaultPolicy returns the documented defaults.
 func DefaultPolicy() Policy {
 	return Policy{
-		Tick:             Duration(5 * time.Second),
-		UploadFraction:   1.0 / 3,
-		EBUCap:           0.40,
-		PeakWindow:       Duration(30 * 24 * time.Hour),
-		PeakWarmup:       Duration(24 * time.Hour),
-		StopHold:         Duration(60 * time.Second),
-		BasicRateBps:     240_000,
-		HighRateBps:      800_000,
-		SlurpieK:         3,
-		DefaultUploadBps: 1_000_000,
-		Exploration:      0.05,
-		CurveMemory:      12,
+		Tick:                  Duration(5 * time.Second),
+		UploadFraction:        1.0 / 3,
+		EBUCap:                0.40,
+		PeakWindow:            Duration(30 * 24 * time.Hour),
+		PeakWarmup:            Duration(24 * time.Hour),
+		StopHold:              Duration(60 * time.Second),
+		BasicRateBps:          240_000,
+		MaxDeclaredBitrateBps: 20_000_000,
+		HighRateBps:           800_000,
+		SlurpieK:              3,
+		DefaultUploadBps:      10_000_000,
+		Exploration:           0.05,
+		CurveMemory:           12,
 	}
 }
 
@@ -135,6 +155,9 @@ func (c *Policy) validate(p *Problems) {
 		p.Addf("stop_hold", "must be at least one tick (%s) (got %s)", c.Tick, c.StopHold)
 	}
 	p.CheckPositive("basic_rate_bps", c.BasicRateBps)
+	if c.MaxDeclaredBitrateBps < 0 {
+		p.Addf("max_declared_bitrate_bps", "must not be negative (got %d)", c.MaxDeclaredBitrateBps)
+	}
 	if c.HighRateBps < c.BasicRateBps {
 		p.Addf("high_rate_bps", "must be at least basic_rate_bps (%d) (got %d)", c.BasicRateBps, c.HighRateBps)
 	}

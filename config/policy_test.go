@@ -40,6 +40,7 @@ func TestPolicyValidate(t *testing.T) {
 		{"negative basic", func(p *Policy) { p.BasicRateBps = -5 }, "policy.basic_rate_bps: must be greater than 0"},
 		{"high below basic", func(p *Policy) { p.HighRateBps = 1000 }, "policy.high_rate_bps: must be at least basic_rate_bps"},
 		{"negative default upload", func(p *Policy) { p.DefaultUploadBps = -1 }, "policy.default_upload_bps"},
+		{"negative declared bitrate bound", func(p *Policy) { p.MaxDeclaredBitrateBps = -1 }, "policy.max_declared_bitrate_bps"},
 		{"slurpie below 1", func(p *Policy) { p.SlurpieK = 0.5 }, "policy.slurpie_k"},
 		{"slurpie inf", func(p *Policy) { p.SlurpieK = math.Inf(1) }, "policy.slurpie_k"},
 		{"exploration", func(p *Policy) { p.Exploration = 0.9 }, "policy.exploration"},

@@ -199,6 +199,31 @@ func TestSeedState(t *testing.T) {
 	}
 }
 
+// TestSeedInEverySwarm: a session is a seed only when it needs nothing in
+// any of its swarms, whichever it announced to last.
+func TestSeedInEverySwarm(t *testing.T) {
+	e := startEdge(t, testConfig(), nil)
+	a := e.mustDial("127.1.0.1")
+	seeding, fetching := ih("seeding"), ih("fetching")
+	a.announce(seeding, signal.EventStarted, 0, 0, func(r *signal.Request) { r.Left = 0 })
+	sid := a.mustRecv(signal.KindAnnounce).Session
+	if info, _ := e.co.Session(sid); !info.Seed {
+		t.Error("a seed of its only swarm is not a seed")
+	}
+	a.announce(fetching, signal.EventStarted, 0, 0, func(r *signal.Request) { r.Left = 1 << 20 })
+	a.mustRecv(signal.KindAnnounce)
+	a.announce(seeding, signal.EventUpdate, 0, 0, func(r *signal.Request) { r.Left = 0 })
+	a.mustRecv(signal.KindAnnounce)
+	if info, _ := e.co.Session(sid); info.Seed || info.Swarm.InfoHash != seeding {
+		t.Errorf("seeding one swarm, fetching another, last announce to the first: Seed %v (swarm %q), want a leech", info.Seed, info.Swarm.InfoHash)
+	}
+	a.announce(fetching, signal.EventCompleted, 0, 0, func(r *signal.Request) { r.Left = 0 })
+	a.mustRecv(signal.KindAnnounce)
+	if info, _ := e.co.Session(sid); !info.Seed {
+		t.Error("complete in both swarms: not a seed")
+	}
+}
+
 // BenchmarkAdmit compares the admission paths on the HTTP hot path, with
 // every goroutine asking about its own session: a Limiter (lock-free
 // lookup, per-session state) and the SetAdmission hook (a snapshot under

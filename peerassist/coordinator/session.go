@@ -53,8 +53,10 @@ type SessionInfo struct {
 	Started   time.Time
 	// Swarm is the swarm of the session's latest announce (zero if none).
 	Swarm SwarmID
-	// Seed is true when the session's peer in that swarm holds the whole
-	// content (it announced left 0 or completed).
+	// Seed is true when the session needs nothing: its peers in every
+	// swarm it is in hold the whole content (they announced left 0 or
+	// completed). A viewer seeding one file while it fetches another is
+	// not a seed.
 	Seed bool
 	// Caps is what the client declared (x_caps).
 	Caps signal.Caps
@@ -99,11 +101,9 @@ func (s *session) info() SessionInfo {
 	if sw := s.swarm.Load(); sw != nil {
 		si.Swarm = SwarmID{Region: sw.key.region, InfoHash: sw.key.infoHash}
 		if s.c != nil {
+			si.Seed = len(s.c.peers) > 0
 			for _, p := range s.c.peers {
-				if p.sw == sw {
-					si.Seed = p.complete
-					break
-				}
+				si.Seed = si.Seed && p.complete
 			}
 		}
 	}

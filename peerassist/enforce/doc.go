@@ -7,7 +7,10 @@
 // (counted by its limiter, below); its peer and upload rates from its
 // x_report counters (the increments between its last two reports over the
 // time between them: reports and ticks are not in step); its declared
-// upload capacity and whether it uploads (x_caps); its ISP (ASN) from its
+// upload capacity and whether it uploads (x_caps); its floor: the site's
+// bitrate, else the stream bitrate it declared (x_caps.bitrate_bps, at
+// least policy.basic_rate_bps and at most policy.max_declared_bitrate_bps),
+// else policy.basic_rate_bps; its ISP (ASN) from its
 // locality; whether it is a seed; whether it marks urgent requests (it has
 // sent one). Per swarm: its site (upload fraction, bitrate) and whether it
 // is video (its site has a bitrate, or its sessions fetch playlists or

@@ -1,4 +1,4 @@
-package enforce
+package enforce_test
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -21,11 +22,26 @@ import (
 
 	"github.com/peerassist/edgebox/config"
 	"github.com/peerassist/edgebox/origin/demo"
+	"github.com/peerassist/edgebox/peerassist/enforce"
 	"github.com/peerassist/edgebox/peerassist/peer"
 	"github.com/peerassist/edgebox/peerassist/peer/peertest"
 	"github.com/peerassist/edgebox/peerassist/policy"
 	"github.com/peerassist/edgebox/peerassist/signal"
 )
+
+// The integration tests are an external test package: they run the whole
+// edge (peertest, which imports this package through edge/app).
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// leakOptions ignore fasthttp's background goroutines (the in-process
+// edge's): the process-wide Date clock and cleaners that exit on their
+// next tick after their server or client stopped.
+var leakOptions = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+}
 
 // objectSize is the demo object the viewers fetch ranges of.
 const objectSize = 4 << 20
@@ -83,9 +99,10 @@ func TestLoopbackSwarmBackUnderCap(t *testing.T) {
 		c.Policy.EdgeCapacityBps = capBps
 		c.Policy.StopHold = config.Duration(time.Second)
 	})
+	e.StopPolicy() // this test runs its own loop, to record every tick
 	var recMu sync.Mutex
 	var records []tickRecord
-	loop, err := New(Options{
+	loop, err := enforce.New(enforce.Options{
 		Policy: e.Cfg.Policy, Sites: e.Cfg.Sites, Coordinator: e.Coord, Logger: quiet,
 		OnTick: func(d *policy.Decision) {
 			r := tickRecord{tick: d.Tick, ebu: d.EBU, ebuAfter: d.EBUAfter, stopK: d.StopK, stopped: d.Stopped,
@@ -401,8 +418,9 @@ func TestGoPeersFollowPolicy(t *testing.T) {
 		// beyond it would count against an allowance the cap keeps small.
 		c.Sites[0].PeerAssist.BitrateBps = rateBps
 	})
+	e.StopPolicy() // this test runs its own loop, to count its ticks
 	var decisions atomic.Int64
-	loop, err := New(Options{Policy: e.Cfg.Policy, Sites: e.Cfg.Sites, Coordinator: e.Coord, Logger: quiet,
+	loop, err := enforce.New(enforce.Options{Policy: e.Cfg.Policy, Sites: e.Cfg.Sites, Coordinator: e.Coord, Logger: quiet,
 		OnTick: func(*policy.Decision) { decisions.Add(1) }})
 	if err != nil {
 		t.Fatal(err)

@@ -76,6 +76,9 @@ type Loop struct {
 	tel     *telemetry
 	clock   func() time.Duration // the limiters' monotonic clock
 	reasons [numReasonCodes]string
+	// maxDeclaredBps bounds declared stream bitrates (policy
+	// max_declared_bitrate_bps; 0: ignored).
+	maxDeclaredBps float64
 
 	// limiters holds every session's limiter: the HTTP path creates them
 	// for new sessions (through the coordinator's factory) while the loop
@@ -130,7 +133,7 @@ func New(o Options) (*Loop, error) {
 	l := &Loop{
 		co: o.Coordinator, eng: eng, params: params, tick: o.Policy.Tick.D(),
 		burst: o.Burst, refresh: o.PolicyRefresh, egress: o.EgressBytes, onTick: o.OnTick, log: o.Logger,
-		clock:    monotonic,
+		clock: monotonic, maxDeclaredBps: float64(o.Policy.MaxDeclaredBitrateBps),
 		limiters: map[string]*limiter{}, sessions: map[string]*sessionState{},
 		swarmIdx: map[coordinator.SwarmID]int{},
 		stop:     make(chan struct{}), done: make(chan struct{}),
@@ -225,14 +228,14 @@ func (l *Loop) newSessionLimiter(s coordinator.SessionInfo) coordinator.Limiter 
 	}
 	j := l.join.Load()
 	lim := limits{
-		floorBytesPerSec: l.siteFloorBps(s.Site) / 8,
+		floorBytesPerSec: l.floorBps(s.Site, s.Caps) / 8,
 		allowBytesPerSec: j.allowBytesPerSec,
 		unlimited:        j.unlimited,
 		retryAfter:       l.tick,
 		reason:           reasonJoin,
 	}
 	if s.Swarm == (coordinator.SwarmID{}) {
-		lim = l.unassisted(s.Site)
+		lim = l.unassisted(s.Site, s.Caps)
 	}
 	x := newLimiter(s.ID, lim, l.burst, l.clock)
 	x.born = l.ticks.Load()
@@ -242,8 +245,8 @@ func (l *Loop) newSessionLimiter(s coordinator.SessionInfo) coordinator.Limiter 
 
 // unassisted are the limits of a session in no swarm: no peers to turn to,
 // so no limit (its urgent bytes are still counted against its floor).
-func (l *Loop) unassisted(site string) limits {
-	return limits{floorBytesPerSec: l.siteFloorBps(site) / 8, unlimited: true, retryAfter: l.tick}
+func (l *Loop) unassisted(site string, caps signal.Caps) limits {
+	return limits{floorBytesPerSec: l.floorBps(site, caps) / 8, unlimited: true, retryAfter: l.tick}
 }
 
 // limiterFor returns the session's limiter and whether the loop made it
@@ -272,12 +275,28 @@ func (l *Loop) existingLimiter(id string) *limiter {
 	return l.limiters[id]
 }
 
-// siteFloorBps is the basic rate of a site's swarms.
-func (l *Loop) siteFloorBps(site string) float64 {
+// floorBps is a session's floor: its site's bitrate, else the stream
+// bitrate it declared (see declaredFloorBps), else the basic rate.
+func (l *Loop) floorBps(site string, caps signal.Caps) float64 {
 	if b, ok := l.params.SiteBitrateBps[site]; ok && b > 0 {
 		return b
 	}
+	if f := l.declaredFloorBps(site, caps); f > 0 {
+		return f
+	}
 	return l.params.BasicRateBps
+}
+
+// declaredFloorBps is the floor a session gets from the stream bitrate it
+// declared (x_caps.bitrate_bps), at least the basic rate and at most
+// policy.max_declared_bitrate_bps; 0 when the site sets a bitrate (the
+// operator knows best), when the session declared none, or when declared
+// bitrates are ignored.
+func (l *Loop) declaredFloorBps(site string, caps signal.Caps) float64 {
+	if b, ok := l.params.SiteBitrateBps[site]; (ok && b > 0) || caps.BitrateBps <= 0 || l.maxDeclaredBps <= 0 {
+		return 0
+	}
+	return max(l.params.BasicRateBps, min(float64(caps.BitrateBps), l.maxDeclaredBps))
 }
 
 const reasonJoin = "join: over the edge allowance of new sessions; fetch from peers"

@@ -584,3 +584,51 @@ func histogramCount(rm metricdata.ResourceMetrics, name string) uint64 {
 	}
 	return n
 }
+
+// TestDeclaredBitrateFloor: a viewer's floor is its site's bitrate, else
+// the stream bitrate it declared (x_caps.bitrate_bps) within
+// [basic_rate_bps, max_declared_bitrate_bps], else basic_rate_bps; the
+// limiter enforces it between ticks too.
+func TestDeclaredBitrateFloor(t *testing.T) {
+	tv := config.NewSite("tv", "http://origin.invalid")
+	tv.PeerAssist.BitrateBps = 2_000_000
+	tests := []struct {
+		name     string
+		site     string
+		declared int64
+		maxBps   int64
+		want     int64
+	}{
+		{"none declared", "demo", 0, 20_000_000, 240_000},
+		{"declared", "demo", 437_800, 20_000_000, 437_800},
+		{"declared below the basic rate", "demo", 128_000, 20_000_000, 240_000},
+		{"declared above the bound", "demo", 80_000_000, 20_000_000, 20_000_000},
+		{"declared bitrates ignored", "demo", 437_800, 0, 240_000},
+		{"the site's bitrate wins", "tv", 437_800, 20_000_000, 2_000_000},
+	}
+	for _, tt := range tests {
+		f := newFakeCoord()
+		f.swarms = []coordinator.SwarmInfo{{SwarmID: swarmA, Peers: 1, Incomplete: 1}}
+		s := viewer("v", 64601)
+		s.Site = tt.site
+		s.Caps.BitrateBps = tt.declared
+		f.add(s)
+		l := newTestLoop(t, f, func(o *Options) {
+			o.Policy.MaxDeclaredBitrateBps = tt.maxBps
+			o.Sites = append(o.Sites, tv)
+		})
+		// Before any decision: the factory's limiter keeps the floor.
+		if lim, ok := f.limiter("v").(*limiter); !ok || lim.lim.floorBytesPerSec*8 != float64(tt.want) {
+			t.Errorf("%s: new session's floor %v bit/s, want %d", tt.name, lim.lim.floorBytesPerSec*8, tt.want)
+		}
+		l.tick(0)
+		d := l.tick(5 * time.Second)
+		if sd := sessionDecision(d, "v"); sd == nil || sd.FloorBps != tt.want {
+			t.Errorf("%s: decision %+v, want floor %d", tt.name, sd, tt.want)
+		}
+		wantVideo := tt.site == "tv" || (tt.declared > 0 && tt.maxBps > 0)
+		if got := l.obs.Swarms[0].Video; got != wantVideo {
+			t.Errorf("%s: swarm observed as video %v, want %v", tt.name, got, wantVideo)
+		}
+	}
+}

@@ -208,7 +208,7 @@ func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessi
 			// not peer-assisted, it has no peers to turn to. The cap is
 			// not its business.
 			if st.lim != nil {
-				st.lim.set(l.clock(), l.unassisted(info.Site))
+				st.lim.set(l.clock(), l.unassisted(info.Site, info.Caps))
 			}
 			continue
 		}
@@ -220,8 +220,15 @@ func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessi
 				o.Swarms[j].Video = true
 			}
 		}
+		// A declared stream bitrate is the viewer's floor where the site
+		// gives none, and makes its swarm a video swarm.
+		floor := l.declaredFloorBps(info.Site, info.Caps)
+		if floor > 0 {
+			o.Swarms[j].Video = true
+		}
 		s := policy.SessionObs{
 			ID:                 info.ID,
+			FloorBps:           int64(floor),
 			ASN:                info.Locality.ASN,
 			Seed:               info.Seed,
 			EdgeUrgentBytes:    urgent,

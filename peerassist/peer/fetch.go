@@ -87,6 +87,13 @@ type FetchOptions struct {
 	// StartupDelay shifts the RateBps schedule (the player's start-up
 	// buffer).
 	StartupDelay time.Duration
+	// BitrateBps is the bitrate in bits/s of the stream the object
+	// belongs to (an HLS variant's BANDWIDTH): declared to the edge
+	// (x_caps.bitrate_bps) for the swarm, so that the viewer's floor,
+	// what the edge always serves its urgent requests, follows the
+	// stream where the site's configuration gives no bitrate. Default
+	// RateBps; 0 declares none.
+	BitrateBps int64
 }
 
 // Fetch returns the object at path (its path and query on the edge, e.g.
@@ -121,7 +128,11 @@ func (p *Peer) Fetch(ctx context.Context, path string, fo FetchOptions) ([]byte,
 }
 
 func (p *Peer) fetch(ctx context.Context, path, name string, start time.Time, fo FetchOptions) ([]byte, *fetch, error) {
-	sw, err := p.join(name)
+	bitrate := fo.BitrateBps
+	if bitrate <= 0 {
+		bitrate = fo.RateBps
+	}
+	sw, err := p.join(name, bitrate)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,6 +165,9 @@ func (p *Peer) fetch(ctx context.Context, path, name string, start time.Time, fo
 		o = &object{id: id, m: m, path: path, sw: sw, chunks: make([][]byte, m.NumChunks())}
 		p.objects[id] = o
 		sw.objects[id] = o
+	}
+	if path == name {
+		sw.fileBytes = m.Size // a file's swarm: it can be complete
 	}
 	f := o.fetch
 	if f == nil {
@@ -306,15 +320,33 @@ func (p *Peer) endFetch(f *fetch, err error) {
 
 func (f *fetch) fail(err error) { f.sw.p.endFetch(f, err) }
 
-// left and held feed the announce's counters. Called with p.mu held.
+// left is the announce's "left": the bytes the peer still wants in this
+// swarm, or -1 when it cannot tell. Only a file's swarm (named by its one
+// object's path) can be complete (0). Before the first manifest, and
+// between two segments of a stream (whose swarm has objects the peer has
+// not heard of yet), the need is unknown: the coordinator then keeps the
+// peer a leech. Announcing 0 there made the edge treat a downloading peer
+// as a seed that needs nothing. Called with p.mu held.
 func (sw *swarm) left() int64 {
 	var n int64
 	for _, f := range sw.fetches {
 		n += f.leftB
 	}
-	return n
+	switch {
+	case n > 0:
+		return n
+	case sw.fileBytes == 0:
+		return -1 // a stream's swarm, or no manifest yet
+	}
+	for _, o := range sw.objects {
+		if o.path == sw.name {
+			return o.m.Size - o.bytes
+		}
+	}
+	return sw.fileBytes // held once, evicted since
 }
 
+// held feeds the announce's x_have. Called with p.mu held.
 func (sw *swarm) held() int64 {
 	var n int64
 	for _, o := range sw.objects {
@@ -545,6 +577,7 @@ func (p *Peer) schedule(sw *swarm) {
 		est = 300 * time.Millisecond // until measured
 	}
 	var jobs []edgeJob
+	urgentOK := !now.Before(p.urgentBlocked)
 	for _, f := range sw.fetches {
 		order := f.byDue()
 		missing := 0
@@ -559,7 +592,7 @@ func (p *Peer) schedule(sw *swarm) {
 			switch st {
 			case stPeer:
 				n := f.from[c]
-				if !now.Before(urgentAt) {
+				if !now.Before(urgentAt) && urgentOK {
 					prefix := n.l.cancel(f.o.id, uint32(c))
 					f.st[c] = stEdge
 					jobs = append(jobs, edgeJob{f: f, c: c, prefix: prefix, prefixFrom: n, urgent: true})
@@ -577,7 +610,7 @@ func (p *Peer) schedule(sw *swarm) {
 					f.st[c], f.from[c] = stNeed, nil
 				}
 			case stNeed:
-				if !now.Before(urgentAt) && !now.Before(f.retryAt[c]) {
+				if !now.Before(urgentAt) && !now.Before(f.retryAt[c]) && urgentOK {
 					f.st[c] = stEdge
 					jobs = append(jobs, edgeJob{f: f, c: c, urgent: true})
 				}
@@ -660,7 +693,7 @@ func (p *Peer) schedule(sw *swarm) {
 	if sw.size == 1 {
 		maxSeeds = p.opts.MaxEdgeFetches
 	}
-	if allowed && settled && !requestable && inFlight == 0 && sw.seeding < maxSeeds && !now.Before(sw.seedBlocked) &&
+	if allowed && settled && !requestable && inFlight == 0 && sw.seeding < maxSeeds && !now.Before(p.nonUrgentBlocked) &&
 		(prob >= 1 || !now.Before(sw.nextSeed)) {
 		type cand struct {
 			f *fetch
@@ -781,14 +814,19 @@ func (p *Peer) runEdge(j edgeJob) {
 	case f.ctx.Err() != nil:
 		// The fetch ended meanwhile.
 	case errors.As(err, &refused):
-		// A refused seed stops seeding for a while (the chunk stays free
-		// for peers and for the urgent path); a refused urgent fetch is
-		// retried shortly.
-		if j.seed {
-			f.sw.seedBlocked = time.Now().Add(refused.RetryAfter)
+		// The edge's limit is the session's, over all its swarms: honour
+		// its Retry-After for every fetch it applies to. A refused
+		// non-urgent fetch stops Slurpie seeding (the chunk stays free for
+		// peers and the urgent path); a refused urgent fetch (the viewer's
+		// floor is spent) stops urgent fetches too, and peer requests
+		// keep going meanwhile. Retrying sooner only earns more 429s.
+		p.stats.EdgeRefusals++
+		until := time.Now().Add(refused.RetryAfter)
+		if until.After(p.nonUrgentBlocked) {
+			p.nonUrgentBlocked = until
 		}
-		if j.urgent {
-			f.retryAt[j.c] = time.Now().Add(200 * time.Millisecond)
+		if j.urgent && until.After(p.urgentBlocked) {
+			p.urgentBlocked = until
 		}
 	case errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && he.Status != http.StatusRequestTimeout,
 		errors.Is(err, ErrObjectChanged):

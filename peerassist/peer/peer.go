@@ -70,7 +70,8 @@ type Options struct {
 	Device string
 
 	// UploadCapacityBps is the declared upload capacity in bits/s
-	// (x_caps.upload_bps). Default 1,000,000 (the policy's default).
+	// (x_caps.upload_bps). Default 10,000,000 (the policy's
+	// default_upload_bps, and what the browser client assumes).
 	UploadCapacityBps int64
 	// UploadFraction is the share of the capacity uploaded when the edge
 	// sends no x_policy. Set, it is also a cap on what x_policy may ask.
@@ -165,7 +166,7 @@ func (o *Options) setDefaults() error {
 		o.Device = signal.DeviceOther
 	}
 	if o.UploadCapacityBps == 0 {
-		o.UploadCapacityBps = 1_000_000
+		o.UploadCapacityBps = 10_000_000
 	}
 	if o.UploadCapacityBps < 0 {
 		errs = append(errs, fmt.Errorf("UploadCapacityBps %d: must not be negative", o.UploadCapacityBps))
@@ -245,7 +246,11 @@ type Peer struct {
 	edgeEWMA    time.Duration // smoothed duration of one edge chunk fetch
 	bannedPeers map[signal.ID]bool
 	edgeLimiter *rate.Limiter // x_policy's edge allowance, nil: none
-	tel         telemetry
+	// The edge refused a fetch (429) and said when to retry: no
+	// non-urgent fetch before nonUrgentBlocked, no urgent one before
+	// urgentBlocked (its limit is per session, over all swarms).
+	nonUrgentBlocked, urgentBlocked time.Time
+	tel                             telemetry
 }
 
 // New starts a peer: its WebRTC engine and its connection to the
@@ -380,6 +385,10 @@ type Stats struct {
 	// chunk no neighbor held) and urgent ones (a deadline close, peers too
 	// slow or gone).
 	EdgeSeeds, EdgeUrgent int64
+	// EdgeRefusals counts edge range requests refused with 429 (over the
+	// session's allowance or floor); the peer waits the edge's
+	// Retry-After before asking again.
+	EdgeRefusals int64
 	// Neighbors is the number of connected neighbors now, all swarms.
 	Neighbors int
 }

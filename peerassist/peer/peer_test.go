@@ -376,6 +376,7 @@ func TestKilledPeerDeadlines(t *testing.T) {
 func TestPolicyAndRefusal(t *testing.T) {
 	leakCheck(t)
 	e := peertest.Start(t, 64<<10, nil)
+	e.StopPolicy() // this test pushes policies and admits by hand
 	p := newTestPeer(t, e.URL, "127.0.4.1", func(o *Options) { o.UploadBudgetBps = 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

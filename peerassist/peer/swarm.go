@@ -56,9 +56,19 @@ type swarm struct {
 	downloaded   int64 // verified bytes of this swarm's objects
 	completed    bool  // "completed" was announced
 
-	nextSeed    time.Time
-	seedBlocked time.Time // edge said 429: no seeding until then
-	seeding     int       // Slurpie edge fetches in flight
+	nextSeed time.Time
+	seeding  int // Slurpie edge fetches in flight
+	// bitrateBps is the bitrate of the swarm's stream, declared in x_caps
+	// (0: none); capsChanged asks for an announce that says so.
+	bitrateBps  int64
+	capsChanged bool
+	// fileBytes is the size of the object a file's swarm is named after
+	// (0: a stream's swarm, or not known yet).
+	fileBytes int64
+	// seedAnnounced: the last announce sent said left 0. When the peer
+	// wants bytes again it says so at once, or the edge would keep
+	// treating it as a seed that needs nothing until the next interval.
+	seedAnnounced bool
 
 	kick chan struct{} // wakes the scheduler (not guarded)
 	stop chan struct{}
@@ -99,14 +109,17 @@ type neighbor struct {
 // Join joins the swarm named name (see SwarmID), announcing to the
 // coordinator. Idempotent.
 func (p *Peer) Join(name string) error {
-	_, err := p.join(name)
+	_, err := p.join(name, 0)
 	return err
 }
 
 // ErrClosed is returned by a closed Peer.
 var ErrClosed = errors.New("peer closed")
 
-func (p *Peer) join(name string) (*swarm, error) {
+// join joins the swarm named name, declaring bitrateBps as the bitrate of
+// its stream when positive (x_caps.bitrate_bps; announced at once when it
+// changes).
+func (p *Peer) join(name string, bitrateBps int64) (*swarm, error) {
 	h := SwarmID(name)
 	p.mu.Lock()
 	if p.closed {
@@ -114,11 +127,15 @@ func (p *Peer) join(name string) (*swarm, error) {
 		return nil, ErrClosed
 	}
 	if sw := p.swarms[h]; sw != nil {
+		if bitrateBps > 0 && bitrateBps != sw.bitrateBps {
+			sw.bitrateBps, sw.capsChanged = bitrateBps, true
+			sw.wake()
+		}
 		p.mu.Unlock()
 		return sw, nil
 	}
 	sw := &swarm{
-		p: p, name: name, hash: h, interval: 120 * time.Second, joined: time.Now(),
+		p: p, name: name, hash: h, interval: 120 * time.Second, joined: time.Now(), bitrateBps: max(bitrateBps, 0),
 		neighbors: map[signal.ID]*neighbor{}, offers: map[signal.ID]*pendingOffer{},
 		objects: map[wire.ObjectID]*object{},
 		kick:    make(chan struct{}, 1), stop: make(chan struct{}),
@@ -192,11 +209,13 @@ func (p *Peer) announceDue(sw *swarm) (signal.Event, bool) {
 		return 0, false
 	}
 	since := now.Sub(sw.lastAnnounce)
-	if !sw.completed && len(sw.fetches) == 0 && sw.downloaded > 0 {
+	left := sw.left()
+	if !sw.completed && left == 0 && sw.downloaded > 0 {
 		return signal.EventCompleted, true
 	}
 	switch {
 	case since >= sw.interval:
+	case sw.seedAnnounced && left != 0, sw.capsChanged:
 	case len(sw.badChunks) > 0:
 	case since >= p.opts.AnnounceRetry && sw.room() > 0 && int64(len(sw.neighbors)) < sw.size-1:
 	case since >= p.opts.ReportInterval && now.Sub(sw.lastReport) >= p.opts.ReportInterval && p.countersChanged(sw):
@@ -278,7 +297,8 @@ func (p *Peer) announce(sw *swarm, ev signal.Event) {
 		Action: signal.ActionAnnounce, InfoHash: sw.hash, PeerID: p.id, Event: ev,
 		NumWant: len(offers), Left: sw.left(), Uploaded: sw.uploaded, Downloaded: sw.downloaded,
 		Offers: offers, Session: p.session, Site: p.opts.Site, Have: sw.held(),
-		Caps: &signal.Caps{UploadBps: p.opts.UploadCapacityBps, NoUpload: p.opts.NoUpload, Device: p.opts.Device},
+		Caps: &signal.Caps{UploadBps: p.opts.UploadCapacityBps, NoUpload: p.opts.NoUpload, Device: p.opts.Device,
+			BitrateBps: sw.bitrateBps},
 	}
 	if ev == signal.EventStopped {
 		req.NumWant = 0
@@ -296,6 +316,10 @@ func (p *Peer) announce(sw *swarm, ev signal.Event) {
 		sw.lastReport = sw.lastAnnounce
 		sw.reported = [3]int64{rep.FromPeersBytes, rep.FromEdgeBytes, rep.UploadedBytes}
 		sw.badChunks = sw.badChunks[n:]
+		sw.seedAnnounced = req.Left == 0
+		if req.Caps.BitrateBps == sw.bitrateBps {
+			sw.capsChanged = false
+		}
 		if ev == signal.EventCompleted {
 			sw.completed = true
 		}

@@ -216,6 +216,7 @@ func TestTickUploadBudgets(t *testing.T) {
 	e := newTestEngine(t, func(p *Params) {
 		p.ISPUploadFractions = map[uint32]float64{3215: 0.5}
 		p.SiteUploadFractions = map[string]float64{"tv": 0.25}
+		p.DefaultUploadBps = 1e6 // the capacity of "undeclared"
 	})
 	obs := Observation{Now: t0, Interval: tick,
 		Swarms: []SwarmObs{{Key: "a", Site: "web"}, {Key: "b", Site: "tv"}},

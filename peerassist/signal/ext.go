@@ -23,6 +23,11 @@ type Caps struct {
 	NoUpload bool
 	// Device is one of the Device* classes, "" when not declared.
 	Device string
+	// BitrateBps is the bitrate in bits/s of the stream the client plays
+	// in the announce's swarm (the rendition's, e.g. an HLS variant's
+	// BANDWIDTH); 0 when not declared or not a stream. The edge keeps the
+	// viewer's floor at it where the site's configuration gives none.
+	BitrateBps int64
 }
 
 func (c *Caps) parse(l *lexer) error {
@@ -34,6 +39,10 @@ func (c *Caps) parse(l *lexer) error {
 		case "upload_bps":
 			n, err := l.readCount("x_caps.upload_bps")
 			c.UploadBps = max(n, 0)
+			return err
+		case "bitrate_bps":
+			n, err := l.readCount("x_caps.bitrate_bps")
+			c.BitrateBps = max(n, 0)
 			return err
 		case "upload":
 			ok, err := l.readBool("x_caps.upload")
@@ -62,6 +71,10 @@ func (c *Caps) appendJSON(b []byte) []byte {
 	if c.Device != "" {
 		b = append(b, `,"device":`...)
 		b = appendString(b, c.Device)
+	}
+	if c.BitrateBps > 0 {
+		b = append(b, `,"bitrate_bps":`...)
+		b = strconv.AppendInt(b, c.BitrateBps, 10)
 	}
 	return append(b, '}')
 }

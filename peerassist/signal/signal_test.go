@@ -176,6 +176,7 @@ func TestParseRequestErrors(t *testing.T) {
 		{"deep", `{"action":"scrape","x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, "x", "deeply"},
 		{"scrape too many", `{"action":"scrape","info_hash":[` + strings.TrimSuffix(strings.Repeat(h20+",", 101), ",") + `]}`, "info_hash", "more than"},
 		{"caps type", `{"action":"announce","info_hash":` + h20 + `,"peer_id":` + p20 + `,"x_caps":{"upload_bps":"lots"}}`, "x_caps.upload_bps", "number"},
+		{"bitrate type", `{"action":"announce","info_hash":` + h20 + `,"peer_id":` + p20 + `,"x_caps":{"bitrate_bps":true}}`, "x_caps.bitrate_bps", "number"},
 		{"caps device", `{"action":"announce","info_hash":` + h20 + `,"peer_id":` + p20 + `,"x_caps":{"device":"toaster"}}`, "x_caps.device", "toaster"},
 		{"report bad peer", `{"action":"announce","info_hash":` + h20 + `,"peer_id":` + p20 + `,"x_report":{"bad_chunks":[{"peer_id":"x","chunk":1}]}}`, "x_report.bad_chunks[].peer_id", "20-character"},
 		{"report no chunk", `{"action":"announce","info_hash":` + h20 + `,"peer_id":` + p20 + `,"x_report":{"bad_chunks":[{"peer_id":` + p20 + `}]}}`, "x_report.bad_chunks[].chunk", "required"},
@@ -215,11 +216,11 @@ func TestParseRequestAccepts(t *testing.T) {
 		{"unknown members", `{"x":[1,{"y":null}],"action":"announce","info_hash":` + h20 + `,"peer_id":` + p20 + `,"trackerid":"t"}`, func(r *Request) bool { return r.Action == ActionAnnounce }},
 		{"surrogates elsewhere", `{"action":"scrape","info_hash":` + h20 + `,"note":"\ud83d\ude00 \ud800"}`, func(r *Request) bool { return len(r.InfoHashes) == 1 }},
 		{"extensions", `{"action":"announce","info_hash":` + h20 + `,"peer_id":` + p20 +
-			`,"x_session":"abc","x_site":"video","x_have":12,"x_caps":{"upload_bps":2000000,"upload":false,"device":"tv","future":1},` +
+			`,"x_session":"abc","x_site":"video","x_have":12,"x_caps":{"upload_bps":2000000,"upload":false,"device":"tv","bitrate_bps":437800,"future":1},` +
 			`"x_report":{"from_peers_bytes":10,"from_edge_bytes":20,"uploaded_bytes":30,"bad_chunks":[{"peer_id":` + p20 + `,"object":"00ff","chunk":3}]}}`,
 			func(r *Request) bool {
 				return r.Session == "abc" && r.Site == "video" && r.Have == 12 && r.Caps != nil && r.Caps.UploadBps == 2e6 &&
-					r.Caps.NoUpload && r.Caps.Device == "tv" && r.Report != nil && r.Report.FromEdgeBytes == 20 &&
+					r.Caps.NoUpload && r.Caps.Device == "tv" && r.Caps.BitrateBps == 437_800 && r.Report != nil && r.Report.FromEdgeBytes == 20 &&
 					len(r.Report.BadChunks) == 1 && r.Report.BadChunks[0].Chunk == 3 && r.Report.BadChunks[0].Object == "00ff"
 			}},
 	}
@@ -410,6 +411,7 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	f.Add([]byte(`{"action":"announce","info_hash":"\u0000\u0001","peer_id":1}`))
 	f.Add([]byte(`{"action":"scrape","info_hash":["aaaaaaaaaaaaaaaaaaaa"],"x":[{"y":"\ud800\udc00"}]}`))
+	f.Add([]byte(`{"action":"announce","info_hash":"aaaaaaaaaaaaaaaaaaaa","peer_id":"bbbbbbbbbbbbbbbbbbbb","left":0,"x_caps":{"upload_bps":1e7,"bitrate_bps":437800,"device":"stb"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r Request
 		err := ParseRequest(data, &r)

@@ -88,7 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.prefetch, "prefetch", 12*time.Second, "VOD: fetch a segment this long (media time) before it plays")
 	fs.StringVar(&upload, "upload", "10M", "declared upload `capacity` of each peer in bits/s, e.g. 10M (x_caps)")
 	fs.Float64Var(&o.uploadFraction, "upload-fraction", 0, "share of the capacity a peer uploads (default: 1/3 or the edge's x_policy)")
-	fs.BoolVar(&o.unlimited, "unlimited-upload", false, "do not pace uploads at all")
+	fs.BoolVar(&o.unlimited, "unlimited-upload", false, "no local cap on uploads (the edge's x_policy budget, a share of -upload, still applies: declare a large -upload for an unconstrained swarm)")
 	fs.StringVar(&poison, "poison", "", "peers that corrupt every chunk they send: `list` of peer indexes (from 0) or addresses")
 	fs.StringVar(&o.site, "site", "", "x_site: the edge's site `name` (default: the edge infers it)")
 	fs.IntVar(&o.maxNeighbors, "max-neighbors", 0, "neighbors per peer (default: the peer's, 8)")

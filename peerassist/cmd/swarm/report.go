@@ -37,15 +37,17 @@ type totals struct {
 	// CrossISPBytes and CrossRegionBytes are peer bytes between peers the
 	// edge places in different ISPs of one region, or in different
 	// regions; ExternalBytes came from peers not run by this command.
-	CrossISPBytes        int64   `json:"cross_isp_bytes"`
-	CrossRegionBytes     int64   `json:"cross_region_bytes"`
-	ExternalBytes        int64   `json:"external_peer_bytes"`
-	UploadedBytes        int64   `json:"uploaded_bytes"`
-	VerificationFailures int     `json:"verification_failures"`
-	LateSegments         int     `json:"late"`
-	CompletionP50Sec     float64 `json:"completion_p50_sec"`
-	CompletionP90Sec     float64 `json:"completion_p90_sec"`
-	CompletionMaxSec     float64 `json:"completion_max_sec"`
+	CrossISPBytes        int64 `json:"cross_isp_bytes"`
+	CrossRegionBytes     int64 `json:"cross_region_bytes"`
+	ExternalBytes        int64 `json:"external_peer_bytes"`
+	UploadedBytes        int64 `json:"uploaded_bytes"`
+	VerificationFailures int   `json:"verification_failures"`
+	// EdgeRefusals counts the peers' edge requests refused with 429.
+	EdgeRefusals     int64   `json:"edge_refusals"`
+	LateSegments     int     `json:"late"`
+	CompletionP50Sec float64 `json:"completion_p50_sec"`
+	CompletionP90Sec float64 `json:"completion_p90_sec"`
+	CompletionMaxSec float64 `json:"completion_max_sec"`
 }
 
 // group is one region/ISP of the run.
@@ -98,6 +100,8 @@ type peerSummary struct {
 	CrossRegionBytes   int64    `json:"cross_region_bytes"`
 	BadChunks          int      `json:"bad_chunks"`
 	Dropped            []string `json:"dropped,omitempty"` // "#index" or peer_id
+	// EdgeRefusals counts its edge requests refused with 429.
+	EdgeRefusals int64 `json:"edge_refusals"`
 }
 
 // bucketBytes is the peer's token bucket depth (peer.burstBytes).
@@ -130,7 +134,7 @@ func buildReport(o *options, members []*member, objectBytes int64, start, end ti
 			Done: m.err == nil, Segments: m.segments, Late: m.late, MaxLateSec: m.maxLate.Seconds(),
 			FromEdgeBytes: s.FromEdgeBytes, FromPeersBytes: s.FromPeersBytes, UploadedBytes: s.UploadedBytes,
 			FromPeer: map[string]int64{}, UploadBudgetBps: s.UploadBudgetBps, UploadAllowedBytes: -1,
-			BadChunks: len(s.BadChunks),
+			BadChunks: len(s.BadChunks), EdgeRefusals: s.EdgeRefusals,
 		}
 		if m.err != nil {
 			ps.Error = m.err.Error()
@@ -172,6 +176,7 @@ func buildReport(o *options, members []*member, objectBytes int64, start, end ti
 		t.CrossRegionBytes += ps.CrossRegionBytes
 		t.VerificationFailures += len(s.BadChunks)
 		t.LateSegments += m.late
+		t.EdgeRefusals += s.EdgeRefusals
 		g := groups[ps.Locality]
 		if g == nil {
 			g = &group{Locality: ps.Locality}
@@ -249,7 +254,7 @@ func (r *report) writeText(w io.Writer) error {
 	fmt.Fprintf(&b, "swarm: %d peers, %s of %s via %s, %.1fs\n\n", len(r.Peers), map[string]string{"object": "flash crowd", "vod": "playback"}[r.Mode],
 		what, r.Edge, r.DurationSec)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "peer\taddr\tlocality\tdone\ttime\tlate\tfrom edge\tfrom peers\tuploaded\tbudget\tof budget\tbad\tdropped\t")
+	fmt.Fprintln(tw, "peer\taddr\tlocality\tdone\ttime\tlate\tfrom edge\t429s\tfrom peers\tuploaded\tbudget\tof budget\tbad\tdropped\t")
 	for _, p := range r.Peers {
 		done := "yes"
 		if !p.Done {
@@ -266,8 +271,8 @@ func (r *report) writeText(w io.Writer) error {
 				of = fmt.Sprintf("%.0f%%", 100*float64(p.UploadedBytes)/float64(p.UploadAllowedBytes))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", name, p.Addr, p.Locality, done, p.Seconds, p.Late,
-			size(p.FromEdgeBytes), size(p.FromPeersBytes), size(p.UploadedBytes), budget, of, p.BadChunks, strings.Join(p.Dropped, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t\n", name, p.Addr, p.Locality, done, p.Seconds, p.Late,
+			size(p.FromEdgeBytes), p.EdgeRefusals, size(p.FromPeersBytes), size(p.UploadedBytes), budget, of, p.BadChunks, strings.Join(p.Dropped, ","))
 	}
 	_ = tw.Flush()
 	t := r.Totals
@@ -277,6 +282,7 @@ func (r *report) writeText(w io.Writer) error {
 		size(t.CrossISPBytes), size(t.CrossRegionBytes), size(t.ExternalBytes))
 	fmt.Fprintf(&b, "completion: p50 %.1fs, p90 %.1fs, max %.1fs; late %s: %d\n", t.CompletionP50Sec, t.CompletionP90Sec, t.CompletionMaxSec,
 		map[string]string{"object": "objects", "vod": "segments"}[r.Mode], t.LateSegments)
+	fmt.Fprintf(&b, "edge refusals (429, over the session's allowance or floor): %d\n", t.EdgeRefusals)
 	fmt.Fprintf(&b, "verification failures: %d\n", t.VerificationFailures)
 	for _, p := range r.Poisoners {
 		fmt.Fprintf(&b, "  poisoner #%d (%s): uploaded %s, %d bad chunks detected by %d peers, dropped by %d, bytes used by others %s\n",

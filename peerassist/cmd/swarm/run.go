@@ -56,20 +56,26 @@ func (l locality) String() string {
 func runSwarm(ctx context.Context, o *options, log *slog.Logger) (*report, error) {
 	var segs []vodSegment
 	var swarmName string
-	var totalBytes int64
+	var totalBytes, bitrateBps int64
 	if o.vod != "" {
 		var err error
-		if segs, swarmName, err = loadVOD(ctx, o); err != nil {
+		if segs, swarmName, bitrateBps, err = loadVOD(ctx, o); err != nil {
 			return nil, err
+		}
+		for _, s := range segs {
+			totalBytes += s.bytes
 		}
 	} else {
 		// Fail fast, with the edge's own words, when the edge is not
 		// there or will not serve the object, rather than after every
-		// peer's deadline.
+		// peer's deadline. Its size is what one viewer needs, whether
+		// or not any peer gets it all.
 		hc := &http.Client{Timeout: 30 * time.Second}
-		if _, err := manifestSize(ctx, hc, o.edge, o.object); err != nil {
+		n, err := manifestSize(ctx, hc, o.edge, o.object)
+		if err != nil {
 			return nil, fmt.Errorf("edge %s: %w", o.edge, err)
 		}
+		totalBytes = n
 	}
 
 	members := make([]*member, o.n)
@@ -127,7 +133,7 @@ func runSwarm(ctx context.Context, o *options, log *slog.Logger) (*report, error
 				return
 			}
 			if o.vod != "" {
-				play(ctx, o, m, segs, swarmName)
+				play(ctx, o, m, segs, swarmName, bitrateBps)
 			} else {
 				fetchObject(ctx, o, m)
 			}
@@ -137,13 +143,6 @@ func runSwarm(ctx context.Context, o *options, log *slog.Logger) (*report, error
 	runEnd := time.Now()
 	for _, m := range members {
 		m.stats = m.p.Stats()
-	}
-	if o.vod != "" {
-		for _, s := range segs {
-			totalBytes += s.bytes
-		}
-	} else {
-		totalBytes = objectBytes(members)
 	}
 	return buildReport(o, members, totalBytes, runStart, runEnd), nil
 }
@@ -155,6 +154,10 @@ func fetchObject(ctx context.Context, o *options, m *member) {
 	fo := peer.FetchOptions{Deadline: m.start.Add(o.deadline), RateBps: o.rateBps, StartupDelay: o.startup}
 	data, err := m.p.Fetch(ctx, o.object, fo)
 	m.end = time.Now()
+	// Late whether it came late or not at all by the end of the run.
+	if m.end.After(fo.Deadline) {
+		m.late, m.maxLate = 1, m.end.Sub(fo.Deadline)
+	}
 	if err != nil {
 		m.err = err
 		return
@@ -163,17 +166,6 @@ func fetchObject(ctx context.Context, o *options, m *member) {
 	m.digest = hex.EncodeToString(sum[:])
 	m.segments = 1
 	m.size = int64(len(data))
-	if m.end.After(fo.Deadline) {
-		m.late, m.maxLate = 1, m.end.Sub(fo.Deadline)
-	}
-}
-
-func objectBytes(members []*member) int64 {
-	var n int64
-	for _, m := range members {
-		n = max(n, m.size)
-	}
-	return n
 }
 
 // vodSegment is a segment of the chosen rendition with its size.
@@ -185,7 +177,10 @@ type vodSegment struct {
 // play is one viewer of the VOD: segment i is due at start + startup + the
 // media time before it (divided by -speed); segments are fetched from
 // -prefetch ahead of their time, a few at once.
-func play(ctx context.Context, o *options, m *member, segs []vodSegment, swarm string) {
+//
+// The rendition's bitrate (its BANDWIDTH) is declared to the edge, which
+// keeps the viewer's floor at it where the site's configuration has none.
+func play(ctx context.Context, o *options, m *member, segs []vodSegment, swarm string, bitrateBps int64) {
 	m.start = time.Now()
 	playAt := m.start.Add(o.startup)
 	due := make([]time.Time, len(segs))
@@ -210,8 +205,17 @@ func play(ctx context.Context, o *options, m *member, segs []vodSegment, swarm s
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
+			// The run ended: this segment and the rest never came, and
+			// those already due are late.
+			now := time.Now()
 			mu.Lock()
 			m.err = ctx.Err()
+			for _, d := range due[i:] {
+				if now.After(d) {
+					m.late++
+					m.maxLate = max(m.maxLate, now.Sub(d))
+				}
+			}
 			mu.Unlock()
 			break
 		}
@@ -219,10 +223,15 @@ func play(ctx context.Context, o *options, m *member, segs []vodSegment, swarm s
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			_, err := m.p.Fetch(ctx, s.Path, peer.FetchOptions{Swarm: swarm, Deadline: due[i]})
+			_, err := m.p.Fetch(ctx, s.Path, peer.FetchOptions{Swarm: swarm, Deadline: due[i], BitrateBps: bitrateBps})
 			done := time.Now()
 			mu.Lock()
 			defer mu.Unlock()
+			// A segment missing at the end of the run is late too.
+			if late := done.Sub(due[i]); late > 0 {
+				m.late++
+				m.maxLate = max(m.maxLate, late)
+			}
 			if err != nil {
 				if m.err == nil {
 					m.err = fmt.Errorf("%s: %w", s.Path, err)
@@ -230,10 +239,6 @@ func play(ctx context.Context, o *options, m *member, segs []vodSegment, swarm s
 				return
 			}
 			m.segments++
-			if late := done.Sub(due[i]); late > 0 {
-				m.late++
-				m.maxLate = max(m.maxLate, late)
-			}
 			if done.After(m.end) {
 				m.end = done
 			}
@@ -242,49 +247,51 @@ func play(ctx context.Context, o *options, m *member, segs []vodSegment, swarm s
 	wg.Wait()
 }
 
-// loadVOD reads the master and media playlists from the edge.
-func loadVOD(ctx context.Context, o *options) ([]vodSegment, string, error) {
+// loadVOD reads the master and media playlists from the edge. It returns
+// the rendition's segments, the stream's swarm name and the rendition's
+// BANDWIDTH (0 when the playlist gives none).
+func loadVOD(ctx context.Context, o *options) ([]vodSegment, string, int64, error) {
 	base, err := url.Parse(o.edge)
 	if err != nil {
-		return nil, "", fmt.Errorf("-edge %q: %w", o.edge, err)
+		return nil, "", 0, fmt.Errorf("-edge %q: %w", o.edge, err)
 	}
 	hc := &http.Client{Timeout: 30 * time.Second}
 	master, err := httpGet(ctx, hc, o.edge+o.vod)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	variants, err := parseMaster(master)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", o.vod, err)
+		return nil, "", 0, fmt.Errorf("%s: %w", o.vod, err)
 	}
 	if o.rendition < 0 || o.rendition >= len(variants) {
-		return nil, "", fmt.Errorf("-rendition %d: %s lists %d variants", o.rendition, o.vod, len(variants))
+		return nil, "", 0, fmt.Errorf("-rendition %d: %s lists %d variants", o.rendition, o.vod, len(variants))
 	}
 	mediaPath, err := resolve(o.vod, variants[o.rendition].URI)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	media, err := httpGet(ctx, hc, o.edge+mediaPath)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	segs, err := parseMedia(media, mediaPath)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", mediaPath, err)
+		return nil, "", 0, fmt.Errorf("%s: %w", mediaPath, err)
 	}
 	out := make([]vodSegment, len(segs))
 	for i, s := range segs {
 		out[i].segment = s
 		n, err := manifestSize(ctx, hc, o.edge, s.Path)
 		if err != nil {
-			return nil, "", err
+			return nil, "", 0, err
 		}
 		out[i].bytes = n
 	}
 	// The stream's swarm, named as the browser client names it: the
 	// master playlist's URL without query.
 	swarm := base.Scheme + "://" + base.Host + strings.SplitN(o.vod, "?", 2)[0]
-	return out, swarm, nil
+	return out, swarm, variants[o.rendition].BandwidthBps, nil
 }
 
 func httpGet(ctx context.Context, hc *http.Client, u string) ([]byte, error) {

@@ -1,7 +1,9 @@
 // Package peertest runs the real edge in-process for tests of peers and
-// swarms: demo origin, chunk store, origin pool, region table, coordinator
-// and edge HTTP server on loopback, wired as edge/cmd/edge wires them. It is
-// for tests only (it imports the whole edge).
+// swarms: the demo origin behind the whole edge box as the edge binary
+// assembles it (edge/app: chunk store, origin pool, region table,
+// coordinator, the policy loop and the edge HTTP server) on loopback, so
+// that peer tests see what users see, 429s and x_policy pushes included.
+// It is for tests only (it imports the whole edge).
 package peertest
 
 import (
@@ -12,11 +14,10 @@ import (
 	"time"
 
 	"github.com/peerassist/edgebox/config"
-	"github.com/peerassist/edgebox/edge"
-	"github.com/peerassist/edgebox/edge/cache"
-	"github.com/peerassist/edgebox/origin"
+	"github.com/peerassist/edgebox/edge/app"
 	"github.com/peerassist/edgebox/origin/demo"
 	"github.com/peerassist/edgebox/peerassist/coordinator"
+	"github.com/peerassist/edgebox/peerassist/enforce"
 	"github.com/peerassist/edgebox/region"
 )
 
@@ -24,8 +25,12 @@ import (
 type Edge struct {
 	URL   string
 	Coord *coordinator.Coordinator
-	Loc   *region.Locator
-	Cfg   *config.Config
+	// Policy is the edge's policy loop, running as in the edge binary
+	// (every policy.tick); nil once StopPolicy stopped it.
+	Policy *enforce.Loop
+	Loc    *region.Locator
+	Cfg    *config.Config
+	App    *app.App
 }
 
 // Regions is the test region table: region r1 with ISPs isp-a
@@ -47,21 +52,20 @@ func Regions() config.Region {
 }
 
 // Start starts the edge with the demo origin as site "demo", chunks of
-// chunkBytes, and Regions; mod may change the config before it starts.
+// chunkBytes, and Regions; mod may change the config before it starts
+// (policy section included: the policy loop runs as configured).
 // Everything stops at the end of the test. Logs go nowhere.
 func Start(t testing.TB, chunkBytes int, mod func(*config.Config)) *Edge {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	cleanup := func(f func()) { t.Cleanup(f) }
-	// Cleanups run last-registered first: register in start order.
 
 	oln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ds := demo.Serve(oln, demo.New(demo.Options{Logger: log}))
-	cleanup(func() { _ = ds.Shutdown(context.Background()) })
+	// Cleanups run last-registered first: the origin stops after the edge.
+	t.Cleanup(func() { _ = ds.Shutdown(context.Background()) })
 
 	c := config.Default()
 	c.Listen = "127.0.0.1:0"
@@ -75,53 +79,27 @@ func Start(t testing.TB, chunkBytes int, mod func(*config.Config)) *Edge {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
-	store, err := cache.Open(cache.Options{ChunkBytes: chunkBytes, MemoryBytes: int64(c.Cache.MemoryBytes), Logger: log})
+	a, err := app.Start(&c, app.Options{Logger: log})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("starting the edge: %v", err)
 	}
-	cleanup(func() { _ = store.Close() })
-	pool, err := origin.NewPool(c.Origin, c.Sites, origin.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cleanup(func() { _ = pool.Close() })
-	loc, err := region.New(c.Region, region.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cleanup(func() { _ = loc.Close() })
-	coord, err := coordinator.New(coordinator.Options{
-		Config: c.PeerAssist, Sites: c.Sites, Region: c.Region.Name, Locator: loc, Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cleanup(func() { _ = coord.Close() })
-	srv, err := edge.New(edge.Options{
-		Config: &c, Store: store, Origins: pool, Sessions: coord, Logger: log,
-		Routes: []edge.Route{
-			{Path: region.WhoamiPath, Handler: loc.ServeWhoami},
-			{Path: "/pa/v1/announce", Handler: coord.Handler},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	cleanup(func() {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
+		a.Close(ctx)
 	})
-	return &Edge{URL: "http://" + ln.Addr().String(), Coord: coord, Loc: loc, Cfg: &c}
+	return &Edge{URL: a.URL(), Coord: a.Coordinator, Policy: a.Policy, Loc: a.Locator, Cfg: &c, App: a}
+}
+
+// StopPolicy stops the edge's policy loop, for tests that drive their own
+// loop or install their own admission hook: its limiters are taken out of
+// the sessions, which are then admitted without limit, and nothing is
+// pushed to the peers any more.
+func (e *Edge) StopPolicy() {
+	if e.Policy != nil {
+		_ = e.Policy.Close()
+		e.Policy = nil
+	}
 }
 
 // EdgeBytesByISP sums what the edge served (its own SessionGate
