@@ -101,12 +101,12 @@ func DefaultPeerAssist() PeerAssist {
 }
 
 func (c *PeerAssist) validate(p *Problems) {
-	p.CheckPositive("announce_interval", int64(c.AnnounceInterval))
-	p.CheckPositive("peer_timeout", int64(c.PeerTimeout))
+	p.CheckPositiveDuration("announce_interval", c.AnnounceInterval)
+	p.CheckPositiveDuration("peer_timeout", c.PeerTimeout)
 	if c.PeerTimeout > 0 && c.AnnounceInterval > 0 && c.PeerTimeout <= c.AnnounceInterval {
 		p.Addf("peer_timeout", "must be longer than announce_interval (%s), or announcing peers would be dropped", c.AnnounceInterval)
 	}
-	p.CheckPositive("offer_max_age", int64(c.OfferMaxAge))
+	p.CheckPositiveDuration("offer_max_age", c.OfferMaxAge)
 	if c.MaxOffers < 1 || c.MaxOffers > 100 {
 		p.Addf("max_offers", "must be in 1..100 (got %d)", c.MaxOffers)
 	}
@@ -146,7 +146,7 @@ func (c *PeerAssist) validate(p *Problems) {
 	if c.MaxAccusations < 1 || c.MaxAccusations > 1000 {
 		p.Addf("max_accusations", "must be in 1..1000 (got %d)", c.MaxAccusations)
 	}
-	p.CheckPositive("bad_chunk_window", int64(c.BadChunkWindow))
+	p.CheckPositiveDuration("bad_chunk_window", c.BadChunkWindow)
 	if c.BanDuration < 0 {
 		p.Add("ban_duration", "must not be negative")
 	}

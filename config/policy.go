@@ -125,7 +125,7 @@ func (c *Policy) Validate() error {
 }
 
 func (c *Policy) validate(p *Problems) {
-	p.CheckPositive("tick", int64(c.Tick))
+	p.CheckPositiveDuration("tick", c.Tick)
 	p.CheckFraction("upload_fraction", c.UploadFraction, true)
 	seen := map[uint32]int{}
 	for i, f := range c.ISPUploadFractions {

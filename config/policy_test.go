@@ -45,6 +45,7 @@ func TestPolicyValidate(t *testing.T) {
 		{"slurpie inf", func(p *Policy) { p.SlurpieK = math.Inf(1) }, "policy.slurpie_k"},
 		{"exploration", func(p *Policy) { p.Exploration = 0.9 }, "policy.exploration"},
 		{"tick", func(p *Policy) { p.Tick = 0 }, "policy.tick"},
+		{"negative tick as a duration", func(p *Policy) { p.Tick = Duration(-1500 * time.Millisecond) }, "policy.tick: must be greater than 0 (got -1.5s)"},
 		{"stop hold below tick", func(p *Policy) { p.StopHold = Duration(time.Second) }, "policy.stop_hold"},
 		{"short peak window", func(p *Policy) { p.PeakWindow = Duration(time.Minute) }, "policy.peak_window"},
 		{"warmup over window", func(p *Policy) { p.PeakWarmup = Duration(31 * 24 * time.Hour) }, "policy.peak_warmup"},
