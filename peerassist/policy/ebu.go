@@ -72,8 +72,9 @@ const defaultPeakWindow = 30 * 24 * time.Hour
 // maximum, so memory is constant and an old peak leaves the window one
 // bucket at a time.
 //
-// Set Window and Warmup before the first Observe. The zero value is usable:
-// a 30-day window and no warm-up. A PeakTracker is a value with no pointers;
+// Set Window and Warmup before the first Observe (or change the window
+// with SetWindow, Warmup at any time). The zero value is usable: a 30-day
+// window and no warm-up. A PeakTracker is a value with no pointers;
 // it is not safe for concurrent use.
 type PeakTracker struct {
 	// Window is how long a peak is remembered (default 30 days).
@@ -84,10 +85,15 @@ type PeakTracker struct {
 
 	first   time.Time
 	started bool
-	buckets [peakBuckets]struct {
-		idx    int64 // bucket number since the Unix epoch; 0 with max 0 is empty
-		maxBps float64
-	}
+	// lastNano is the latest observation's time (Unix nanoseconds).
+	lastNano int64
+	buckets  [peakBuckets]peakBucket
+}
+
+// peakBucket is the maximum rate seen in one bucket of a PeakTracker.
+type peakBucket struct {
+	idx    int64 // bucket number since the Unix epoch; 0 with max 0 is empty
+	maxBps float64
 }
 
 func (p *PeakTracker) bucketLen() int64 {
@@ -114,8 +120,9 @@ func (p *PeakTracker) Observe(t time.Time, bps float64) {
 		return
 	}
 	if !p.started {
-		p.first, p.started = t, true
+		p.first, p.started, p.lastNano = t, true, t.UnixNano()
 	}
+	p.lastNano = max(p.lastNano, t.UnixNano())
 	bi := p.bucketOf(t)
 	slot := &p.buckets[((bi%peakBuckets)+peakBuckets)%peakBuckets]
 	switch {
@@ -126,6 +133,30 @@ func (p *PeakTracker) Observe(t time.Time, bps float64) {
 	default:
 		// An observation older than the slot's current bucket: time went
 		// backwards by more than the window. Keep the newer data.
+	}
+}
+
+// SetWindow changes the window, keeping what was observed: each bucket's
+// maximum is observed again, at the end of its old bucket (or at the
+// latest observation, if sooner), into buckets of the new length. So a
+// peak stays until it is older than the new window (give or take one old
+// bucket), a longer window keeps every peak the old one held, and the
+// warm-up still counts from the first observation.
+func (p *PeakTracker) SetWindow(window time.Duration) {
+	if window == p.Window {
+		return
+	}
+	old := p.buckets
+	oldLen := p.bucketLen()
+	p.Window = window
+	p.buckets = [peakBuckets]peakBucket{}
+	// Oldest first: Observe keeps the newer bucket of a slot.
+	slices.SortFunc(old[:], func(a, b peakBucket) int { return cmp.Compare(a.idx, b.idx) })
+	for _, b := range old {
+		if b.maxBps == 0 {
+			continue // empty (or only zero rates: nothing to keep)
+		}
+		p.Observe(time.Unix(0, min((b.idx+1)*oldLen-1, p.lastNano)), b.maxBps)
 	}
 }
 

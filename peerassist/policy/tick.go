@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -298,6 +299,10 @@ type Engine struct {
 type swarmState struct {
 	curve    ResponseCurve
 	lastTick uint64
+	// rebase: the parameters changed (SetParams) in a way that may have
+	// moved the swarm's basic rate, the curve's offset: checked, and the
+	// curve restarted if so, the next time the swarm is allocated.
+	rebase bool
 }
 
 // swarmAgg is what the tick knows of a swarm beyond its totals.
@@ -370,6 +375,45 @@ func NewEngine(p Params) (*Engine, error) {
 
 // Params returns the engine's parameters.
 func (e *Engine) Params() Params { return e.p }
+
+// SetParams replaces the engine's parameters from the next Tick (a
+// configuration reload). Invalid parameters change nothing and are
+// returned as the error. What the engine learned is kept where it still
+// applies:
+//   - the observed peak: its buckets are regrouped under a new PeakWindow
+//     (see PeakTracker.SetWindow), and a new PeakWarmup counts from the
+//     first observation, so a warm edge stays warm unless the warm-up grew
+//     past its age;
+//   - response curves: kept, forgetting at the new CurveMemory from their
+//     next sample; the curve of a swarm whose basic rate changed (a site's
+//     bitrate, or BasicRateBps) starts again, because its samples were fit
+//     on the old offset and measured the demand of the old stream;
+//   - stops held by the EBU cap: kept, each now ending StopHold after it
+//     began.
+//
+// Rates, fractions, the cap, the capacity, SlurpieK and Exploration are
+// read afresh by every tick. p's maps are the engine's from now on: the
+// caller must not change them.
+func (e *Engine) SetParams(p Params) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("policy parameters: %w", err)
+	}
+	old := e.p
+	e.p = p
+	e.peak.SetWindow(p.PeakWindow)
+	e.peak.Warmup = p.PeakWarmup
+	if d := p.StopHold - old.StopHold; d != 0 {
+		for id, until := range e.stops {
+			e.stops[id] = until.Add(d)
+		}
+	}
+	rebase := p.BasicRateBps != old.BasicRateBps || !maps.Equal(p.SiteBitrateBps, old.SiteBitrateBps)
+	for _, st := range e.curves {
+		st.curve.Memory = p.CurveMemory
+		st.rebase = st.rebase || rebase
+	}
+	return nil
+}
 
 // Tick turns one period's observations into decisions, written into out.
 // out's slices are reused: keep one Decision between calls to avoid
@@ -887,6 +931,12 @@ func (e *Engine) allocateExtra(out *Decision) (slackPerSession float64) {
 			continue
 		}
 		st := e.curves[w.key]
+		if st != nil && st.rebase {
+			st.rebase = false
+			if st.curve.BetaBps != e.info[j].basicBps {
+				st = nil // fit on another basic rate: start again
+			}
+		}
 		if st == nil {
 			st = &swarmState{curve: ResponseCurve{BetaBps: e.info[j].basicBps, Memory: e.p.CurveMemory}}
 			e.curves[w.key] = st
