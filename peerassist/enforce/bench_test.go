@@ -59,7 +59,7 @@ func BenchmarkLimiter(b *testing.B) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		l := newLimiter(fmt.Sprint(next.Add(1)), limits{floorBytesPerSec: 30_000, allowBytesPerSec: 1e12}, time.Second, monotonic)
+		l := newLimiter(fmt.Sprint(next.Add(1)), limits{floorBytesPerSec: 30_000, allowBytesPerSec: 1e12, burst: time.Second}, monotonic)
 		for pb.Next() {
 			if ok, _, _ := l.Admit(false); ok {
 				l.Served("/v/seg-1.ts", 1000, false)

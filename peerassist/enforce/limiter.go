@@ -19,6 +19,9 @@ type limits struct {
 	// allowBytesPerSec is its non-urgent allowance; ignored when unlimited.
 	allowBytesPerSec float64
 	unlimited        bool
+	// burst is how much of its allowance the session may save up
+	// (Options.Burst).
+	burst time.Duration
 	// retryAfter is the Retry-After of a refusal while the allowance is 0
 	// (the next tick may change it).
 	retryAfter time.Duration
@@ -59,7 +62,6 @@ const (
 // newLimiter; the zero value is not usable.
 type limiter struct {
 	id    string
-	burst time.Duration
 	born  uint64               // the loop's tick count when it was made
 	clock func() time.Duration // monotonic; tests drive their own
 
@@ -88,11 +90,11 @@ var epoch = time.Now()
 
 func monotonic() time.Duration { return time.Since(epoch) }
 
-func newLimiter(id string, lim limits, burst time.Duration, clock func() time.Duration) *limiter {
-	l := &limiter{id: id, burst: burst, lim: lim, clock: clock, lastRefillAt: clock()}
+func newLimiter(id string, lim limits, clock func() time.Duration) *limiter {
+	l := &limiter{id: id, lim: lim, clock: clock, lastRefillAt: clock()}
 	l.floorBytes = lim.floorBytesPerSec * floorBurst.Seconds()
 	if !lim.unlimited {
-		l.allowBytes = lim.allowBytesPerSec * burst.Seconds()
+		l.allowBytes = lim.allowBytesPerSec * lim.burst.Seconds()
 	}
 	return l
 }
@@ -158,7 +160,7 @@ func (l *limiter) servedAt(now time.Duration, url string, bytes int64, urgent bo
 		l.floorBytes -= within
 	}
 	if extra := b - within; extra > 0 && !lim.unlimited {
-		l.allowBytes = math.Max(l.allowBytes-extra, -lim.allowBytesPerSec*l.burst.Seconds()*allowDebtBursts)
+		l.allowBytes = math.Max(l.allowBytes-extra, -lim.allowBytesPerSec*lim.burst.Seconds()*allowDebtBursts)
 	}
 	l.mu.Unlock()
 	w := int64(within)
@@ -176,7 +178,7 @@ func (l *limiter) refill(now time.Duration) {
 	l.lastRefillAt = now
 	l.floorBytes = math.Min(l.floorBytes+l.lim.floorBytesPerSec*dt, l.lim.floorBytesPerSec*floorBurst.Seconds())
 	if !l.lim.unlimited {
-		l.allowBytes = math.Min(l.allowBytes+l.lim.allowBytesPerSec*dt, l.lim.allowBytesPerSec*l.burst.Seconds())
+		l.allowBytes = math.Min(l.allowBytes+l.lim.allowBytesPerSec*dt, l.lim.allowBytesPerSec*l.lim.burst.Seconds())
 	}
 }
 
@@ -196,9 +198,9 @@ func (l *limiter) set(now time.Duration, lim limits) {
 	case lim.unlimited:
 		l.allowBytes = 0
 	case wasUnlimited:
-		l.allowBytes = lim.allowBytesPerSec * l.burst.Seconds()
+		l.allowBytes = lim.allowBytesPerSec * lim.burst.Seconds()
 	default:
-		capBytes := lim.allowBytesPerSec * l.burst.Seconds()
+		capBytes := lim.allowBytesPerSec * lim.burst.Seconds()
 		l.allowBytes = math.Max(math.Min(l.allowBytes, capBytes), -capBytes*allowDebtBursts)
 	}
 }

@@ -28,7 +28,7 @@ func TestLimiterBuckets(t *testing.T) {
 	// 10 kB/s floor and allowance, 1 s burst: the floor bucket holds 40 kB
 	// (floorBurst) and may go 80 kB into debt (floorDebt); the allowance
 	// bucket holds 10 kB.
-	base := limits{floorBytesPerSec: 10 * kB, allowBytesPerSec: 10 * kB, retryAfter: 5 * time.Second, reason: "test"}
+	base := limits{floorBytesPerSec: 10 * kB, allowBytesPerSec: 10 * kB, burst: time.Second, retryAfter: 5 * time.Second, reason: "test"}
 	tests := []struct {
 		name        string
 		lim         limits
@@ -103,7 +103,7 @@ func TestLimiterBuckets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newLimiter("s", tt.lim, time.Second, zeroClock)
+			l := newLimiter("s", tt.lim, zeroClock)
 			for i, s := range tt.steps {
 				ok, retry, reason := l.admitAt(sec(s.at), s.urgent)
 				if ok != s.wantOK {
@@ -132,10 +132,10 @@ func TestLimiterBuckets(t *testing.T) {
 }
 
 func TestLimiterSet(t *testing.T) {
-	l := newLimiter("s", limits{floorBytesPerSec: 10 * kB, unlimited: true}, time.Second, zeroClock)
+	l := newLimiter("s", limits{floorBytesPerSec: 10 * kB, unlimited: true}, zeroClock)
 	l.servedAt(0, "/a", 1<<30, false)
 	// Leaving the unlimited state starts with a full burst.
-	l.set(0, limits{floorBytesPerSec: 10 * kB, allowBytesPerSec: 20 * kB, retryAfter: time.Second})
+	l.set(0, limits{floorBytesPerSec: 10 * kB, burst: time.Second, allowBytesPerSec: 20 * kB, retryAfter: time.Second})
 	if ok, _, _ := l.admitAt(0, false); !ok {
 		t.Fatal("refused right after leaving the unlimited state")
 	}
@@ -144,26 +144,26 @@ func TestLimiterSet(t *testing.T) {
 		t.Fatal("admitted after spending the burst")
 	}
 	// Saved-up allowance is lost when the allowance drops to 0.
-	l.set(sec(10), limits{floorBytesPerSec: 10 * kB, allowBytesPerSec: 20 * kB})
+	l.set(sec(10), limits{floorBytesPerSec: 10 * kB, burst: time.Second, allowBytesPerSec: 20 * kB})
 	l.set(sec(10), limits{floorBytesPerSec: 10 * kB, retryAfter: 3 * time.Second})
 	if ok, retry, _ := l.admitAt(sec(10), false); ok || retry != 3*time.Second {
 		t.Errorf("after the allowance dropped to 0: admitted %v, retry %v; want refused for 3s", ok, retry)
 	}
 	// A debt survives a new allowance (an urgent response admitted on
 	// the floor and charged beyond it makes one).
-	l.set(sec(10), limits{floorBytesPerSec: 10 * kB, allowBytesPerSec: 1 * kB})
+	l.set(sec(10), limits{floorBytesPerSec: 10 * kB, burst: time.Second, allowBytesPerSec: 1 * kB})
 	l.servedAt(sec(10), "/a", 5*kB, false) // nothing saved: 5 kB debt
 	if ok, retry, _ := l.admitAt(sec(10), false); ok || retry != 5*time.Second {
 		t.Errorf("in debt: admitted %v retry %v, want refused for 5s", ok, retry)
 	}
-	l.set(sec(10), limits{floorBytesPerSec: 10 * kB, allowBytesPerSec: 100 * kB})
+	l.set(sec(10), limits{floorBytesPerSec: 10 * kB, burst: time.Second, allowBytesPerSec: 100 * kB})
 	if ok, retry, _ := l.admitAt(sec(10), false); ok || retry != 50*time.Millisecond {
 		t.Errorf("in debt after a raise: admitted %v retry %v, want refused for 50ms", ok, retry)
 	}
 }
 
 func TestLimiterFlags(t *testing.T) {
-	l := newLimiter("s", limits{floorBytesPerSec: 1, unlimited: true}, time.Second, zeroClock)
+	l := newLimiter("s", limits{floorBytesPerSec: 1, unlimited: true}, zeroClock)
 	if l.marksUrgent.Load() || l.media.Load() {
 		t.Fatal("flags set on a new limiter")
 	}
@@ -206,7 +206,7 @@ func TestIsMedia(t *testing.T) {
 // TestLimiterConcurrent hammers one limiter from many goroutines while the
 // loop changes its limits (run with -race): every byte is counted once.
 func TestLimiterConcurrent(t *testing.T) {
-	l := newLimiter("s", limits{floorBytesPerSec: 1e6, allowBytesPerSec: 1e6}, time.Second, monotonic)
+	l := newLimiter("s", limits{floorBytesPerSec: 1e6, allowBytesPerSec: 1e6, burst: time.Second}, monotonic)
 	const workers, each = 8, 500
 	var wg sync.WaitGroup
 	var admitted sync.Map

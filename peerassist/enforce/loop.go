@@ -66,9 +66,6 @@ type Options struct {
 type Loop struct {
 	co      Coordinator
 	eng     *policy.Engine
-	params  policy.Params
-	tick    time.Duration
-	burst   time.Duration
 	refresh time.Duration
 	egress  func() int64
 	onTick  func(*policy.Decision)
@@ -76,9 +73,13 @@ type Loop struct {
 	tel     *telemetry
 	clock   func() time.Duration // the limiters' monotonic clock
 	reasons [numReasonCodes]string
-	// maxDeclaredBps bounds declared stream bitrates (policy
-	// max_declared_bitrate_bps; 0: ignored).
-	maxDeclaredBps float64
+	// burstOpt is Options.Burst (0: derived from the tick).
+	burstOpt time.Duration
+
+	// set holds what Reload changes. Tick reads it under tickMu (Reload
+	// swaps it under tickMu too, so a tick sees one); the HTTP path (the
+	// limiter factory) loads it once per new session.
+	set atomic.Pointer[settings]
 
 	// limiters holds every session's limiter: the HTTP path creates them
 	// for new sessions (through the coordinator's factory) while the loop
@@ -104,6 +105,29 @@ type Loop struct {
 	runMu           sync.Mutex
 	started, closed bool
 	stop, done      chan struct{}
+	// retick tells the running loop that the tick period changed.
+	retick chan struct{}
+}
+
+// settings are the loop's parameters from the policy section and the
+// sites. Immutable: Reload swaps in new ones.
+type settings struct {
+	params policy.Params
+	tick   time.Duration
+	// burst is what a session may save up of its allowance (Options.Burst,
+	// else min(tick, 1s)).
+	burst time.Duration
+	// maxDeclaredBps bounds declared stream bitrates (policy
+	// max_declared_bitrate_bps; 0: ignored).
+	maxDeclaredBps float64
+}
+
+func (l *Loop) newSettings(c config.Policy, params policy.Params) *settings {
+	st := &settings{params: params, tick: c.Tick.D(), burst: l.burstOpt, maxDeclaredBps: float64(c.MaxDeclaredBitrateBps)}
+	if st.burst <= 0 {
+		st.burst = min(st.tick, time.Second)
+	}
+	return st
 }
 
 // joinLimits are the limits of sessions that appear between ticks.
@@ -131,18 +155,15 @@ func New(o Options) (*Loop, error) {
 		return nil, fmt.Errorf("enforce: %w", err)
 	}
 	l := &Loop{
-		co: o.Coordinator, eng: eng, params: params, tick: o.Policy.Tick.D(),
-		burst: o.Burst, refresh: o.PolicyRefresh, egress: o.EgressBytes, onTick: o.OnTick, log: o.Logger,
-		clock: monotonic, maxDeclaredBps: float64(o.Policy.MaxDeclaredBitrateBps),
+		co: o.Coordinator, eng: eng, burstOpt: o.Burst, refresh: o.PolicyRefresh, egress: o.EgressBytes,
+		onTick: o.OnTick, log: o.Logger, clock: monotonic,
 		limiters: map[string]*limiter{}, sessions: map[string]*sessionState{},
 		swarmIdx: map[coordinator.SwarmID]int{},
-		stop:     make(chan struct{}), done: make(chan struct{}),
+		stop:     make(chan struct{}), done: make(chan struct{}), retick: make(chan struct{}, 1),
 	}
+	l.set.Store(l.newSettings(o.Policy, params))
 	if l.log == nil {
 		l.log = slog.Default()
-	}
-	if l.burst <= 0 {
-		l.burst = min(l.tick, time.Second)
 	}
 	if l.refresh <= 0 {
 		l.refresh = time.Minute
@@ -173,12 +194,16 @@ func (l *Loop) Start() {
 func (l *Loop) run() {
 	defer close(l.done)
 	l.Tick(time.Now())
-	t := time.NewTicker(l.tick)
+	t := time.NewTicker(l.set.Load().tick)
 	defer t.Stop()
 	for {
 		select {
 		case <-l.stop:
 			return
+		case <-l.retick:
+			// A new period (Reload): the next tick is one new period
+			// from now.
+			t.Reset(l.set.Load().tick)
 		case <-t.C:
 			// The time the tick runs, not the time it was due: the
 			// counters are read now.
@@ -226,18 +251,20 @@ func (l *Loop) newSessionLimiter(s coordinator.SessionInfo) coordinator.Limiter 
 	if lim := l.limiters[s.ID]; lim != nil {
 		return lim
 	}
+	st := l.set.Load()
 	j := l.join.Load()
 	lim := limits{
-		floorBytesPerSec: l.floorBps(s.Site, s.Caps) / 8,
+		floorBytesPerSec: st.floorBps(s.Site, s.Caps) / 8,
 		allowBytesPerSec: j.allowBytesPerSec,
 		unlimited:        j.unlimited,
-		retryAfter:       l.tick,
+		burst:            st.burst,
+		retryAfter:       st.tick,
 		reason:           reasonJoin,
 	}
 	if s.Swarm == (coordinator.SwarmID{}) {
-		lim = l.unassisted(s.Site, s.Caps)
+		lim = st.unassisted(s.Site, s.Caps)
 	}
-	x := newLimiter(s.ID, lim, l.burst, l.clock)
+	x := newLimiter(s.ID, lim, l.clock)
 	x.born = l.ticks.Load()
 	l.limiters[s.ID] = x
 	return x
@@ -245,8 +272,8 @@ func (l *Loop) newSessionLimiter(s coordinator.SessionInfo) coordinator.Limiter 
 
 // unassisted are the limits of a session in no swarm: no peers to turn to,
 // so no limit (its urgent bytes are still counted against its floor).
-func (l *Loop) unassisted(site string, caps signal.Caps) limits {
-	return limits{floorBytesPerSec: l.floorBps(site, caps) / 8, unlimited: true, retryAfter: l.tick}
+func (st *settings) unassisted(site string, caps signal.Caps) limits {
+	return limits{floorBytesPerSec: st.floorBps(site, caps) / 8, unlimited: true, burst: st.burst, retryAfter: st.tick}
 }
 
 // limiterFor returns the session's limiter and whether the loop made it
@@ -257,7 +284,7 @@ func (l *Loop) limiterFor(id string, lim limits) (*limiter, bool) {
 	if x := l.limiters[id]; x != nil {
 		return x, false
 	}
-	x := newLimiter(id, lim, l.burst, l.clock)
+	x := newLimiter(id, lim, l.clock)
 	x.born = l.ticks.Load()
 	l.limiters[id] = x
 	return x, true
@@ -277,14 +304,14 @@ func (l *Loop) existingLimiter(id string) *limiter {
 
 // floorBps is a session's floor: its site's bitrate, else the stream
 // bitrate it declared (see declaredFloorBps), else the basic rate.
-func (l *Loop) floorBps(site string, caps signal.Caps) float64 {
-	if b, ok := l.params.SiteBitrateBps[site]; ok && b > 0 {
+func (st *settings) floorBps(site string, caps signal.Caps) float64 {
+	if b, ok := st.params.SiteBitrateBps[site]; ok && b > 0 {
 		return b
 	}
-	if f := l.declaredFloorBps(site, caps); f > 0 {
+	if f := st.declaredFloorBps(site, caps); f > 0 {
 		return f
 	}
-	return l.params.BasicRateBps
+	return st.params.BasicRateBps
 }
 
 // declaredFloorBps is the floor a session gets from the stream bitrate it
@@ -292,11 +319,11 @@ func (l *Loop) floorBps(site string, caps signal.Caps) float64 {
 // policy.max_declared_bitrate_bps; 0 when the site sets a bitrate (the
 // operator knows best), when the session declared none, or when declared
 // bitrates are ignored.
-func (l *Loop) declaredFloorBps(site string, caps signal.Caps) float64 {
-	if b, ok := l.params.SiteBitrateBps[site]; (ok && b > 0) || caps.BitrateBps <= 0 || l.maxDeclaredBps <= 0 {
+func (st *settings) declaredFloorBps(site string, caps signal.Caps) float64 {
+	if b, ok := st.params.SiteBitrateBps[site]; (ok && b > 0) || caps.BitrateBps <= 0 || st.maxDeclaredBps <= 0 {
 		return 0
 	}
-	return max(l.params.BasicRateBps, min(float64(caps.BitrateBps), l.maxDeclaredBps))
+	return max(st.params.BasicRateBps, min(float64(caps.BitrateBps), st.maxDeclaredBps))
 }
 
 const reasonJoin = "join: over the edge allowance of new sessions; fetch from peers"

@@ -76,7 +76,8 @@ func (l *Loop) Tick(now time.Time) *policy.Decision {
 		l.lastTickAt, l.lastEgress = now, egress
 		return nil
 	}
-	l.observe(tick, now, now.Sub(l.lastTickAt), sessions, swarms, egress)
+	st := l.set.Load() // Reload swaps it under tickMu: constant during the tick
+	l.observe(st, tick, now, now.Sub(l.lastTickAt), sessions, swarms, egress)
 	l.forgetVanished(tick)
 	l.lastTickAt, l.lastEgress = now, egress
 
@@ -88,8 +89,8 @@ func (l *Loop) Tick(now time.Time) *policy.Decision {
 	} else {
 		l.join.Store(&joinLimits{allowBytesPerSec: float64(d.JoinAllowanceBps) / 8})
 	}
-	st := l.apply(now, sessions, span)
-	l.tel.record(ctx, d, &st, time.Since(began))
+	as := l.apply(st, now, sessions, span)
+	l.tel.record(ctx, d, &as, time.Since(began))
 	span.SetAttributes(
 		attribute.Int64("peerassist.policy.tick", int64(d.Tick)),
 		attribute.Float64("peerassist.policy.ebu", d.EBU),
@@ -106,9 +107,9 @@ func (l *Loop) Tick(now time.Time) *policy.Decision {
 		attribute.Int("peerassist.policy.stopped", d.Stopped),
 		attribute.Bool("peerassist.policy.floors_over_cap", d.FloorsOverCap),
 		attribute.Int64("peerassist.policy.join_allowance_bps", d.JoinAllowanceBps),
-		attribute.Int("peerassist.policy.pushes", st.pushes),
-		attribute.Int("peerassist.policy.push_errors", st.pushErrors),
-		attribute.Int("peerassist.policy.floor_violations", st.floorViolations),
+		attribute.Int("peerassist.policy.pushes", as.pushes),
+		attribute.Int("peerassist.policy.push_errors", as.pushErrors),
+		attribute.Int("peerassist.policy.floor_violations", as.floorViolations),
 	)
 	if g := d.Degraded; g != (policy.Degraded{}) {
 		span.AddEvent("peerassist.policy.degraded", trace.WithAttributes(
@@ -123,11 +124,11 @@ func (l *Loop) Tick(now time.Time) *policy.Decision {
 			"ebu", round3(d.EBU), "ebu_cap", d.Cap, "ebu_after", round3(d.EBUAfter), "stopped", d.StopK, "of", d.StopN,
 			"capacity_bps", int64(d.CapacityBps), "capacity_source", d.CapacitySource.String())
 	}
-	if st.pushErrors > 0 {
-		l.log.Warn("policy: x_policy pushes failed", "failed", st.pushErrors, "pushed", st.pushes)
+	if as.pushErrors > 0 {
+		l.log.Warn("policy: x_policy pushes failed", "failed", as.pushErrors, "pushed", as.pushes)
 	}
 	l.log.Debug("policy: tick", "tick", d.Tick, "sessions", len(d.Sessions), "swarms", len(d.Swarms),
-		"ebu", round3(d.EBU), "ebu_after", round3(d.EBUAfter), "stopped", d.Stopped, "pushes", st.pushes,
+		"ebu", round3(d.EBU), "ebu_after", round3(d.EBUAfter), "stopped", d.Stopped, "pushes", as.pushes,
 		"duration", time.Since(began))
 	if l.onTick != nil {
 		l.onTick(d)
@@ -169,7 +170,7 @@ func (l *Loop) state(id string, tick uint64) *sessionState {
 // bytes (urgent within the floor, and the rest), its peer and upload rates
 // from x_report, its caps and ASN; per swarm its site and whether it is
 // video.
-func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessions []coordinator.SessionInfo,
+func (l *Loop) observe(set *settings, tick uint64, now time.Time, interval time.Duration, sessions []coordinator.SessionInfo,
 	swarms []coordinator.SwarmInfo, egress int64) {
 	o := &l.obs
 	o.Now, o.Interval = now, interval
@@ -178,7 +179,7 @@ func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessi
 	l.obsInfo, l.obsSwarm = l.obsInfo[:0], l.obsSwarm[:0]
 	clear(l.swarmIdx)
 	for _, sw := range swarms {
-		l.swarmOf(sw.SwarmID, "")
+		l.swarmOf(set, sw.SwarmID, "")
 	}
 	sec := interval.Seconds()
 	for i := range sessions {
@@ -197,7 +198,7 @@ func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessi
 			extra = max(info.EdgeServedBytes-st.baseServed, 0)
 		}
 		st.baseServed = info.EdgeServedBytes
-		l.updateReportRates(st, info, now)
+		l.updateReportRates(set, st, info, now)
 		if !info.Connected && urgent+extra == 0 {
 			// A detached session that fetched nothing: not in the swarm's
 			// counts. Its limiter keeps its last decision.
@@ -208,11 +209,11 @@ func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessi
 			// not peer-assisted, it has no peers to turn to. The cap is
 			// not its business.
 			if st.lim != nil {
-				st.lim.set(l.clock(), l.unassisted(info.Site, info.Caps))
+				st.lim.set(l.clock(), set.unassisted(info.Site, info.Caps))
 			}
 			continue
 		}
-		j := int32(l.swarmOf(info.Swarm, info.Site))
+		j := int32(l.swarmOf(set, info.Swarm, info.Site))
 		marks := false
 		if st.lim != nil {
 			marks = st.lim.marksUrgent.Load()
@@ -222,7 +223,7 @@ func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessi
 		}
 		// A declared stream bitrate is the viewer's floor where the site
 		// gives none, and makes its swarm a video swarm.
-		floor := l.declaredFloorBps(info.Site, info.Caps)
+		floor := set.declaredFloorBps(info.Site, info.Caps)
 		if floor > 0 {
 			o.Swarms[j].Video = true
 		}
@@ -250,7 +251,7 @@ func (l *Loop) observe(tick uint64, now time.Time, interval time.Duration, sessi
 
 // swarmOf returns the index of the swarm in l.obs.Swarms, adding it; a
 // swarm takes the site of the first of its sessions that has one.
-func (l *Loop) swarmOf(id coordinator.SwarmID, site string) int {
+func (l *Loop) swarmOf(set *settings, id coordinator.SwarmID, site string) int {
 	j, ok := l.swarmIdx[id]
 	if !ok {
 		j = len(l.obs.Swarms)
@@ -259,7 +260,7 @@ func (l *Loop) swarmOf(id coordinator.SwarmID, site string) int {
 	}
 	if sw := &l.obs.Swarms[j]; sw.Site == "" && site != "" {
 		sw.Site = site
-		if b, ok := l.params.SiteBitrateBps[site]; ok && b > 0 {
+		if b, ok := set.params.SiteBitrateBps[site]; ok && b > 0 {
 			sw.Video = true
 		}
 	}
@@ -274,7 +275,7 @@ func swarmKey(id coordinator.SwarmID) string {
 
 // updateReportRates turns the session's cumulative x_report counters into
 // rates (see sessionState).
-func (l *Loop) updateReportRates(st *sessionState, info *coordinator.SessionInfo, now time.Time) {
+func (l *Loop) updateReportRates(set *settings, st *sessionState, info *coordinator.SessionInfo, now time.Time) {
 	if info.LastReport.After(st.repAt) {
 		from, peers, up := st.repAt, st.repPeers, st.repUp
 		if from.IsZero() {
@@ -290,7 +291,7 @@ func (l *Loop) updateReportRates(st *sessionState, info *coordinator.SessionInfo
 	// A rate holds until twice the client's report period (at least four
 	// ticks, at most two minutes unless the ticks are longer) passed
 	// without a report: then the client is assumed idle.
-	if !st.repAt.IsZero() && now.Sub(st.repAt) > max(min(2*st.repGap, maxReportHold), 4*l.tick) {
+	if !st.repAt.IsZero() && now.Sub(st.repAt) > max(min(2*st.repGap, maxReportHold), 4*set.tick) {
 		st.peerBps, st.upBps = 0, 0
 	}
 }
@@ -323,7 +324,7 @@ type applyStats struct {
 // apply enforces the decision: each session's limiter gets its floor and
 // allowance, the coordinator its upload-budget flag, the client an x_policy
 // when it changed meaningfully. Stops become span events.
-func (l *Loop) apply(now time.Time, sessions []coordinator.SessionInfo, span trace.Span) applyStats {
+func (l *Loop) apply(set *settings, now time.Time, sessions []coordinator.SessionInfo, span trace.Span) applyStats {
 	d := &l.dec
 	var st applyStats
 	st.allowances = l.allowScr[:0]
@@ -340,7 +341,8 @@ func (l *Loop) apply(now time.Time, sessions []coordinator.SessionInfo, span tra
 			floorBytesPerSec: float64(sd.FloorBps) / 8,
 			allowBytesPerSec: float64(sd.AllowanceBps) / 8,
 			unlimited:        sd.Unlimited,
-			retryAfter:       l.tick,
+			burst:            set.burst,
+			retryAfter:       set.tick,
 			reason:           l.reasons[min(int(sd.Reason.Code), numReasonCodes-1)],
 		}
 		if !sd.Unlimited {
