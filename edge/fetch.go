@@ -236,8 +236,7 @@ func (s *Server) fetch(spec *fetchSpec) (res fetchResult) {
 
 // notStored handles a response the cache does not keep.
 func (s *Server) notStored(spec *fetchSpec, resp *fasthttp.Response, status int, reason string, now time.Time) fetchResult {
-	switch reason {
-	case reasonNoStore, reasonPrivate, reasonSetCookie, reasonVaryStar, reasonTooLarge:
+	if hitForPass(reason) {
 		// The origin says so for this URL: send the next requests straight
 		// through for a while rather than queueing them behind each other.
 		s.markPass(spec.primary, reason, now)
@@ -411,6 +410,17 @@ func (s *Server) markPass(primary, reason string, now time.Time) {
 			return
 		}
 	}
+}
+
+// hitForPass reports whether a response not stored for reason makes its
+// URL hit-for-pass: the reason belongs to the URL (the origin's say, or the
+// object's size), not to this one response.
+func hitForPass(reason string) bool {
+	switch reason {
+	case reasonNoStore, reasonPrivate, reasonSetCookie, reasonVaryStar, reasonTooLarge:
+		return true
+	}
+	return false
 }
 
 // passReason returns why primary is passed to the origin, or "".

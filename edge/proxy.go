@@ -34,8 +34,22 @@ import (
 //     or Shutdown.
 //   - A Range request on a miss fetches the whole object once (collapsed)
 //     and answers the range from the fill as soon as its bytes arrive.
-//     Objects larger than limits.max_object_bytes are passed through with
-//     the client's Range, uncached. Objects of unknown length (chunked from
+//     Objects too large to store (over limits.max_object_bytes, or over
+//     what the store can hold: a memory-only cache cannot hold an object
+//     larger than its memory tier) are passed through with the client's
+//     Range, uncached. The edge learns that an object is too large from
+//     the origin's answer to the fill's full-object request: a client that
+//     asked for a range then does not get the whole body. That fetch is
+//     stopped at its headers (its connection closed, so the origin sends
+//     at most what the socket buffers hold) and the client's request is
+//     forwarded with its Range; the URL is remembered as hit-for-pass for
+//     passTTL, so the requests that follow are forwarded with their Range
+//     straight away. The same holds for the other reasons that make a URL
+//     hit-for-pass (no-store, private, Set-Cookie, Vary: *): one wasted
+//     origin round trip per passTTL rather than a whole body per range.
+//     Chunk-by-chunk caching of huge objects was not chosen: it would
+//     need a store of partial objects, and video segments (what this edge
+//     is for) fit the limit. Objects of unknown length (chunked from
 //     the origin) are answered 200 in full while they fill: Range is
 //     honored once the length is known. If such a body outgrows the limit,
 //     the fill is aborted, its clients see the connection cut (the length
@@ -144,6 +158,15 @@ func (s *Server) serveResult(x *exchange, res fetchResult, leader bool, stale *s
 		x.cs = cacheStatus{fwd: "stale", fwdStatus: fasthttp.StatusNotModified, collapsed: !leader, label: labelRevalidated}
 		return s.serveStored(x, storedObj{res.info, res.meta}, false) == nil
 	case resPass:
+		if leader && res.resp != nil && res.status == fasthttp.StatusOK && hitForPass(res.reason) && x.wantsRangeOf(res.resp) {
+			// The fill's full-object fetch is not wanted: stop it (closing
+			// the body closes its connection, nothing more is read) and
+			// forward the client's Range, as the requests that follow will
+			// be while the URL is hit-for-pass.
+			releaseResponse(res.resp)
+			s.servePass(x, fwd, res.reason)
+			return true
+		}
 		if leader && res.resp != nil {
 			x.cs = cacheStatus{fwd: fwd, fwdStatus: res.status, detail: res.reason, label: labelPass}
 			s.writePassResponse(x, res.resp)
@@ -172,6 +195,21 @@ func (s *Server) serveResult(x *exchange, res fetchResult, leader bool, stale *s
 		return false
 	}
 	return false
+}
+
+// wantsRangeOf reports whether x asks for a part of the 200 response resp
+// (a Range to honor: one range, satisfiable or not; an If-Range is left to
+// the origin), rather than all of it.
+func (x *exchange) wantsRangeOf(resp *fasthttp.Response) bool {
+	if x.head || len(x.req.rng) == 0 {
+		return false
+	}
+	size := int64(resp.Header.ContentLength())
+	if size < 0 {
+		return true // unknown length: let the origin judge the Range
+	}
+	res, _, _ := parseRange(x.req.rng, size)
+	return res != rangeNone
 }
 
 // primaryKey builds the cache key without Vary (site, normalized path and
