@@ -275,6 +275,58 @@ func TestAuthorizationPassed(t *testing.T) {
 	}
 }
 
+// TestOnlyIfCachedWhileCommitting: a fill whose every byte is written but
+// which has not committed yet (its first client may already have the whole
+// body) counts as cached for only-if-cached, as it does for a plain GET
+// (QA issue 2, D5: 504 right after a completed miss, 19 times in 200).
+func TestOnlyIfCachedWhileCommitting(t *testing.T) {
+	e := newEnv(t, nil)
+	const size = 800
+	path := fmt.Sprintf("/bytes/%d?oic=committing", size)
+	// The state a miss leaves between its last byte and its commit.
+	var h fasthttp.ResponseHeader
+	h.SetContentLength(size)
+	h.Set("Cache-Control", "public, max-age=3600")
+	h.Set("ETag", `"x"`)
+	now := time.Now()
+	m, storable, reason := buildMeta(h.All(), 200, now, now, e.srv.tbl.Load().policy)
+	if !storable {
+		t.Fatalf("test metadata not storable: %s", reason)
+	}
+	f, leader := e.store.StartFill("demo\x00"+path, size, 0, m.encode())
+	if !leader || f.Err() != nil {
+		t.Fatalf("StartFill: leader %v, %v", leader, f.Err())
+	}
+	if _, err := f.Write(demoBytes(size, 0, size)); err != nil {
+		t.Fatal(err)
+	}
+	r := e.get(path, "Cache-Control", "only-if-cached")
+	if r.status != 200 || !bytes.Equal(r.body, demoBytes(size, 0, size)) || !strings.HasPrefix(r.get("Cache-Status"), "edge; hit; ttl=") ||
+		!strings.HasSuffix(r.get("Cache-Status"), "; detail=filling") {
+		t.Errorf("only-if-cached before the commit: %d, %d bytes, %q; want 200 with the body, a hit while filling", r.status, len(r.body), r.get("Cache-Status"))
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.get(path, "Cache-Control", "only-if-cached"); r.status != 200 || !strings.HasPrefix(r.get("Cache-Status"), "edge; hit; ttl=") {
+		t.Errorf("only-if-cached after the commit: %d %q", r.status, r.get("Cache-Status"))
+	}
+	if got := e.origin.Origin.Hits(fmt.Sprintf("/bytes/%d", size)); got != 0 {
+		t.Errorf("origin hits = %d, want 0", got)
+	}
+
+	// As QA ran it: a miss, then at once only-if-cached.
+	for i := range 100 {
+		p := fmt.Sprintf("/bytes/%d?oic=%d", size, i)
+		if r := e.get(p); r.status != 200 {
+			t.Fatalf("GET %s: %d", p, r.status)
+		}
+		if r := e.get(p, "Cache-Control", "only-if-cached"); r.status != 200 {
+			t.Errorf("only-if-cached right after the miss of %s: %d %q, want 200", p, r.status, r.get("Cache-Status"))
+		}
+	}
+}
+
 func TestOnlyIfCached(t *testing.T) {
 	e := newEnv(t, nil)
 	if r := e.get("/bytes/800", "Cache-Control", "only-if-cached"); r.status != 504 {

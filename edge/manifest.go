@@ -133,7 +133,7 @@ func splitObjectURL(raw string, reqHost []byte) (host, target []byte, err error)
 func (s *Server) completeObject(x *exchange) (storedObj, int, string) {
 	x.primary = x.primaryKey()
 	for attempt := 0; attempt < maxCacheAttempts; attempt++ {
-		obj, found, _ := s.lookup(x)
+		obj, fill, found, _ := s.lookup(x)
 		var stale *storedObj
 		if found {
 			switch obj.meta.freshnessAt(x.now) {
@@ -144,14 +144,13 @@ func (s *Server) completeObject(x *exchange) (storedObj, int, string) {
 				return obj, 0, ""
 			}
 			stale = &obj
-		} else if f, ok := s.store.InFlight(x.key); ok {
-			info := f.Info()
-			if m := s.metaOf(&info); m != nil {
-				if done, ok := s.awaitFill(storedObj{info, m}, x.key); ok {
+		} else if fill != nil {
+			if f, ok := s.fillingObj(fill); ok {
+				if done, ok := s.awaitFill(f, x.key); ok {
 					return done, 0, ""
 				}
+				continue
 			}
-			continue
 		}
 		res, leader := s.fetchCollapsed(x, stale)
 		if res.resp != nil {

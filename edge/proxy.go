@@ -24,7 +24,8 @@ import (
 //   - Request Cache-Control from clients (no-cache, max-age=0, Pragma) is
 //     ignored: browsers send it on every reload, and honoring it would let
 //     any client drive origin load. only-if-cached is honored (504 when
-//     nothing usable is stored).
+//     nothing usable is stored); an object being filled counts as stored
+//     (it is served as it fills, without a request to the origin).
 //   - Requests with Authorization are passed to the origin and never stored
 //     (RFC 9111 sec. 3.5 allows storing some; passing is the safe choice).
 //   - A HEAD miss fetches with GET and fills the cache, as Varnish does.
@@ -83,7 +84,7 @@ func (s *Server) serveCache(x *exchange) {
 	}
 	onlyIfCached := requestOnlyIfCached(x.req.cacheControl)
 	for attempt := 0; attempt < maxCacheAttempts; attempt++ {
-		obj, found, fwd := s.lookup(x)
+		obj, fill, found, fwd := s.lookup(x)
 		if found {
 			x.cs.hasTTL = true
 			x.cs.ttl = int64(time.Duration(obj.meta.Lifetime)-obj.meta.currentAge(x.now)) / int64(time.Second)
@@ -106,25 +107,25 @@ func (s *Server) serveCache(x *exchange) {
 			}
 			fwd = "stale"
 		}
-		if onlyIfCached {
-			x.cs = cacheStatus{fwd: fwd, detail: "only-if-cached", label: labelError}
-			x.writeError(fasthttp.StatusGatewayTimeout, "not in cache (only-if-cached)")
-			return
-		}
-		if !found {
-			if f, ok := s.store.InFlight(x.key); ok {
-				info := f.Info()
-				if m := s.metaOf(&info); m != nil {
-					// Not forwarded: served from the cache as it fills.
-					x.cs = cacheStatus{hit: true, detail: "filling", label: labelHit, hasTTL: true,
-						ttl: int64(time.Duration(m.Lifetime)-m.currentAge(x.now)) / int64(time.Second)}
-					if s.serveStored(x, storedObj{info, m}, true) == nil {
-						return
-					}
+		if fill != nil {
+			// Not forwarded: served from the cache as it fills. This counts
+			// for only-if-cached too: a client that has just read the
+			// whole body of a miss may ask again before the fill commits.
+			if f, ok := s.fillingObj(fill); ok {
+				m := f.meta
+				x.cs = cacheStatus{hit: true, detail: "filling", label: labelHit, hasTTL: true,
+					ttl: int64(time.Duration(m.Lifetime)-m.currentAge(x.now)) / int64(time.Second)}
+				if s.serveStored(x, f, true) == nil {
+					return
 				}
 				x.cs = cacheStatus{}
 				continue
 			}
+		}
+		if onlyIfCached {
+			x.cs = cacheStatus{fwd: fwd, detail: "only-if-cached", label: labelError}
+			x.writeError(fasthttp.StatusGatewayTimeout, "not in cache (only-if-cached)")
+			return
 		}
 		var stale *storedObj
 		if found {
@@ -240,30 +241,43 @@ func (x *exchange) retainKeys() {
 }
 
 // lookup finds the stored object for x, following a Vary marker to the
-// variant for x's request headers; it sets x.key. fwd is the RFC 9211 fwd
-// value a miss would have.
-func (s *Server) lookup(x *exchange) (obj storedObj, found bool, fwd string) {
+// variant for x's request headers; it sets x.key. When nothing usable is
+// stored, fill is the fill of x.key in flight, if any: a fill that commits
+// meanwhile is seen as one or the other (cache.Store.LookupOrInFlight).
+// fwd is the RFC 9211 fwd value a miss would have.
+func (s *Server) lookup(x *exchange) (obj storedObj, fill *cache.Fill, found bool, fwd string) {
 	x.key = x.primary
-	info, err := s.store.Lookup(x.primary)
+	info, fill, err := s.store.LookupOrInFlight(x.primary)
 	if err != nil {
-		return storedObj{}, false, "uri-miss"
+		return storedObj{}, fill, false, "uri-miss"
 	}
 	m := s.metaOf(&info)
 	if m == nil {
-		return storedObj{}, false, "uri-miss"
+		return storedObj{}, nil, false, "uri-miss"
 	}
 	if !m.VaryMarker {
-		return storedObj{info, m}, true, ""
+		return storedObj{info, m}, nil, true, ""
 	}
 	x.key = variantKey(x.primary, m.Vary, &x.ctx.Request.Header)
-	info, err = s.store.Lookup(x.key)
+	info, fill, err = s.store.LookupOrInFlight(x.key)
 	if err != nil {
-		return storedObj{}, false, "vary-miss"
+		return storedObj{}, fill, false, "vary-miss"
 	}
 	if m = s.metaOf(&info); m == nil || m.VaryMarker {
-		return storedObj{}, false, "vary-miss"
+		return storedObj{}, nil, false, "vary-miss"
 	}
-	return storedObj{info, m}, true, ""
+	return storedObj{info, m}, nil, true, ""
+}
+
+// fillingObj describes the fill in flight that lookup returned, or false
+// if it cannot be served (unreadable metadata, a Vary marker).
+func (s *Server) fillingObj(f *cache.Fill) (storedObj, bool) {
+	info := f.Info()
+	m := s.metaOf(&info)
+	if m == nil || m.VaryMarker {
+		return storedObj{}, false
+	}
+	return storedObj{info, m}, true
 }
 
 // metaKey names one stored version.

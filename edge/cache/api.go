@@ -98,6 +98,9 @@ type Stats struct {
 //
 //	// Lookup returns the newest complete version of key, or ErrNotFound.
 //	func (s *Store) Lookup(key string) (ObjectInfo, error)
+//	// LookupOrInFlight is Lookup that, on ErrNotFound, also returns the
+//	// fill in flight for key if any, read under the same lock as the lookup.
+//	func (s *Store) LookupOrInFlight(key string) (ObjectInfo, *Fill, error)
 //	// Open a reader of bytes [off, off+n) of a version (complete or being
 //	// filled). Reads block until the bytes are written, the fill fails
 //	// (ErrFillFailed) or ctx ends. n < 0 reads to the end.

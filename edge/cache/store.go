@@ -277,20 +277,35 @@ func (s *Store) Close() error {
 
 // Lookup returns the newest complete version of key, or ErrNotFound.
 func (s *Store) Lookup(key string) (ObjectInfo, error) {
+	info, _, err := s.LookupOrInFlight(key)
+	return info, err
+}
+
+// LookupOrInFlight is Lookup that also returns, when no complete version of
+// key is stored (ErrNotFound), the fill in flight for it, if any. Both are
+// read under one lock: a fill that commits meanwhile is seen either as the
+// stored version or as the fill in flight. (Lookup then InFlight misses
+// both when the commit falls between them: a request would refetch an
+// object whose bytes its previous request has just read.)
+func (s *Store) LookupOrInFlight(key string) (ObjectInfo, *Fill, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ObjectInfo{}, ErrClosed
+		return ObjectInfo{}, nil, ErrClosed
 	}
 	o := s.objects[key]
 	if o == nil || o.current == nil {
 		s.stats.Misses++
+		var f *Fill
+		if o != nil {
+			f = o.fill
+		}
 		s.mu.Unlock()
-		return ObjectInfo{}, ErrNotFound
+		return ObjectInfo{}, f, ErrNotFound
 	}
 	info := o.current.infoLocked()
 	s.mu.Unlock()
-	return info, nil
+	return info, nil, nil
 }
 
 // infoLocked describes a complete version without allocating.
