@@ -3,8 +3,12 @@ package browsertest
 import (
 	"net/url"
 	"os"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/peerassist/edgebox/peerassist/coordinator"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -27,6 +31,7 @@ type pageState struct {
 		VerificationFailures int     `json:"verificationFailures"`
 		SessionID            string  `json:"sessionId"`
 		P2P                  string  `json:"p2p"`
+		BitrateBps           int64   `json:"bitrateBps"`
 	} `json:"s"`
 	Time float64 `json:"t"`
 }
@@ -38,6 +43,55 @@ func checkPlayed(t *testing.T, name string, st pageState) {
 	if !st.Metrics.Ended || st.Metrics.Error != "" || len(st.Metrics.PageErrors) > 0 {
 		t.Errorf("%s: ended=%v error=%q uncaught=%q, want played to the end without errors", name, st.Metrics.Ended, st.Metrics.Error, st.Metrics.PageErrors)
 	}
+}
+
+// checkEdgeSession fails the test unless the edge's coordinator knows the
+// page's session with the stream bitrate the page declared (x_caps.bitrate_bps:
+// one of the sample's variants, as hls.js loads them) and the policy loop
+// pushed it a policy (x_policy). Announces are paced, so it waits a little.
+func checkEdgeSession(t *testing.T, e *Edge, p *Page) {
+	t.Helper()
+	variants := sampleBitrates(t, e)
+	var st pageState
+	var si coordinator.SessionInfo
+	var ok bool
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		st = state(p)
+		si, ok = e.Coordinator.Session(st.Stats.SessionID)
+		if ok && si.Caps.BitrateBps == st.Stats.BitrateBps && variants[st.Stats.BitrateBps] && si.Policy != nil {
+			t.Logf("%s: declared %d bit/s, edge holds %d; policy %+v", p.name, st.Stats.BitrateBps, si.Caps.BitrateBps, *si.Policy)
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	switch {
+	case !ok:
+		t.Errorf("%s: the coordinator does not know session %q", p.name, st.Stats.SessionID)
+	case !variants[st.Stats.BitrateBps] || si.Caps.BitrateBps != st.Stats.BitrateBps:
+		t.Errorf("%s: declared stream bitrate %d bit/s, the edge holds %d: want the same, one of the sample's %v", p.name, st.Stats.BitrateBps, si.Caps.BitrateBps, variants)
+	default:
+		t.Errorf("%s: no x_policy pushed to session %q by the policy loop", p.name, st.Stats.SessionID)
+	}
+}
+
+// sampleBitrates are the BANDWIDTHs of the sample's master playlist.
+func sampleBitrates(t *testing.T, e *Edge) map[int64]bool {
+	t.Helper()
+	body, err := demoGet(e, "/vod/sample/master.m3u8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64]bool{}
+	for _, m := range regexp.MustCompile(`BANDWIDTH=(\d+)`).FindAllStringSubmatch(body, -1) {
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		out[n] = true
+	}
+	if len(out) == 0 {
+		t.Fatalf("no BANDWIDTH in the sample's master playlist: %q", body)
+	}
+	return out
 }
 
 func state(p *Page) pageState {
@@ -106,11 +160,13 @@ func TestTwoPagesOffload(t *testing.T) {
 	if s.Stats.VerificationFailures != 0 {
 		t.Errorf("second page: %d verification failures between honest peers", s.Stats.VerificationFailures)
 	}
-	// The edge knows the sessions the pages use on HTTP.
+	// The edge knows the sessions the pages use on HTTP, with the stream
+	// bitrate they declared and the policy its loop pushed.
 	if s.Stats.SessionID == "" {
 		t.Errorf("second page has no session ID from the edge")
-	} else if _, ok := e.Coordinator.Session(s.Stats.SessionID); !ok {
-		t.Errorf("coordinator does not know session %q", s.Stats.SessionID)
+	}
+	for _, p := range []*Page{first, second} {
+		checkEdgeSession(t, e, p)
 	}
 }
 
@@ -186,5 +242,8 @@ func TestThreeTabs(t *testing.T) {
 	}
 	if uploaded == 0 {
 		t.Errorf("no tab uploaded anything")
+	}
+	for _, p := range tabs {
+		checkEdgeSession(t, e, p)
 	}
 }

@@ -82,6 +82,12 @@ export interface Stats {
   measuredUploadBps: number;
   /** Peers in the swarm (the coordinator's count, us included). */
   swarmSize: number;
+  /**
+   * Bitrate in bits per second of the stream this client plays in its
+   * swarm, as declared to the edge (x_caps.bitrate_bps): the level hls.js
+   * loads, or FetchOptions.bitrateBps; 0 when none was declared.
+   */
+  bitrateBps: number;
 }
 
 /** A transfer, for the "transfer" event. */
@@ -124,6 +130,15 @@ export interface FetchOptions {
   /** Byte range [start, end) of the object. Default: the whole object. */
   range?: [number, number];
   signal?: AbortSignal;
+  /**
+   * Bitrate in bits per second of the stream the object belongs to (a
+   * media segment of a rendition: its BANDWIDTH). Declared to the edge for
+   * the client's swarm (x_caps.bitrate_bps) where it differs from the last
+   * one declared: where the site configures no bitrate, the edge keeps
+   * this viewer's floor, what it always serves urgently, at this rate.
+   * Default: none (the last declaration stands).
+   */
+  bitrateBps?: number;
 }
 
 /** Minimal view of a media element, for deadlines. */
@@ -139,6 +154,8 @@ export interface P2PEngine extends SwarmView {
   setSwarm(name: string): void;
   /** Upload was turned off or on. */
   uploadChanged(allowed: boolean): void;
+  /** The declared stream bitrate (Client.bitrateBps) changed. */
+  bitrateChanged(): void;
 }
 
 /**
@@ -163,6 +180,10 @@ export class Client extends Emitter<ClientEvents> {
   private destroyed = false;
   private unwatchConnection: (() => void) | undefined;
   /** @internal */ sessionId: string | undefined;
+  /** The swarm joined last (join), whose stream bitrateBps describes. */
+  private swarmName: string | undefined;
+  /** @internal The declared stream bitrate in bits/s; 0: none. */
+  bitrateBps = 0;
 
   constructor(options: ClientOptions = {}) {
     super();
@@ -201,9 +222,10 @@ export class Client extends Emitter<ClientEvents> {
       uploadBudgetBps: 0,
       measuredUploadBps: 0,
       swarmSize: 1,
+      bitrateBps: 0,
     };
     if (!this.opts.p2p) this.counters.p2pOffReason = "disabled by option";
-    if (this.opts.swarm) this.startP2P(this.opts.swarm);
+    if (this.opts.swarm) this.join(this.opts.swarm);
     this.statsTimer = setInterval(() => this.publishStats(), 1000);
     this.watchConnection();
   }
@@ -276,6 +298,10 @@ export class Client extends Emitter<ClientEvents> {
    */
   join(name: string): void {
     if (this.destroyed) return;
+    // A declared bitrate is that of the swarm's stream: another swarm
+    // starts without one.
+    if (name !== this.swarmName) this.bitrateBps = 0;
+    this.swarmName = name;
     if (this.engine) {
       this.engine.setSwarm(name);
       return;
@@ -306,6 +332,21 @@ export class Client extends Emitter<ClientEvents> {
     }
   }
 
+  /**
+   * @internal Declares the bitrate in bits/s of the stream this client
+   * plays in its swarm (the hls.js loader calls it with the level it
+   * loads). A change is announced to the edge at once, at most once per
+   * couple of seconds (the P2P engine paces it); invalid values are ignored.
+   */
+  declareBitrate(bps: number): void {
+    if (this.destroyed || typeof bps !== "number" || !Number.isFinite(bps) || bps < 1) return;
+    const b = Math.min(Math.round(bps), maxBitrateBps);
+    if (b === this.bitrateBps) return;
+    this.log.info(`stream bitrate ${Math.round(b / 1000)} kbit/s (was ${this.bitrateBps ? Math.round(this.bitrateBps / 1000) + " kbit/s" : "none"})`);
+    this.bitrateBps = b;
+    this.engine?.bitrateChanged();
+  }
+
   /** Tells the client which media element plays, so deadlines follow playback. */
   attachMedia(media: MediaLike | null | undefined): void {
     this.media = media ?? undefined;
@@ -328,6 +369,7 @@ export class Client extends Emitter<ClientEvents> {
   async fetch(url: string | URL, o: FetchOptions = {}): Promise<Response> {
     const u = this.edgeHTTP.resolve(String(url));
     if (!this.engine && !this.opts.swarm && this.edgeHTTP.isEdge(u)) this.join(this.edgeHTTP.objectPath(u));
+    if (o.bitrateBps !== undefined) this.declareBitrate(o.bitrateBps);
     const deadlineAt = now() + (o.deadlineMs ?? this.opts.defaultDeadlineMs);
     const r = await this.load(u, { deadlineAt, urgent: o.urgent, start: o.range?.[0], end: o.range?.[1], signal: o.signal });
     const headers: Record<string, string> = { "Content-Length": String(r.data.length) };
@@ -350,7 +392,7 @@ export class Client extends Emitter<ClientEvents> {
 
   /** A snapshot of the counters. */
   stats(): Stats {
-    const s = { ...this.counters, sessionId: this.sessionId, uploadAllowed: this.uploadAllowed() };
+    const s = { ...this.counters, sessionId: this.sessionId, uploadAllowed: this.uploadAllowed(), bitrateBps: this.bitrateBps };
     this.engine?.stats(s);
     return s;
   }
@@ -395,6 +437,9 @@ function networkInformation(): NetworkInformationLike | undefined {
     return undefined;
   }
 }
+
+/** Declared bitrates are capped here (100 Gbit/s): the edge bounds them far lower, this keeps them integers it accepts. */
+const maxBitrateBps = 1e11;
 
 function positive(v: number | undefined, def: number): number {
   return typeof v === "number" && Number.isFinite(v) && v > 0 ? v : def;

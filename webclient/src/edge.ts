@@ -1,4 +1,5 @@
 import { Log } from "./log";
+import { now, sleep } from "./util";
 
 /** Names shared with the edge (edge/hooks.go). */
 export const SessionHeader = "X-PA-Session";
@@ -6,6 +7,7 @@ export const SessionParam = "pa_session";
 export const UrgentHeader = "X-PA-Urgent";
 export const UrgentParam = "pa_urgent";
 export const UsePeersHeader = "X-PA-Use-Peers";
+export const ReasonHeader = "X-PA-Reason";
 
 /** The edge answered with an HTTP error status. */
 export class EdgeHTTPError extends Error {
@@ -15,13 +17,29 @@ export class EdgeHTTPError extends Error {
   }
 }
 
-/** The edge refused a non-urgent request (429) and asks us to use peers or retry later. */
+/**
+ * The edge refused a request (429: a non-urgent one over the session's
+ * allowance, or an urgent one beyond the viewer's floor) and asks us to use
+ * peers or retry later. asked is false when the client did not send the
+ * request because the edge's last refusal or policy still applies.
+ */
 export class EdgeRefusedError extends Error {
-  constructor(readonly url: string, readonly retryAfterMs: number, readonly usePeers: boolean) {
-    super(`edge: GET ${url}: refused (429), retry after ${retryAfterMs} ms${usePeers ? ", use peers" : ""}`);
+  constructor(
+    readonly url: string,
+    readonly retryAfterMs: number,
+    readonly usePeers: boolean,
+    readonly reason = "",
+    readonly asked = true,
+  ) {
+    super(`edge: GET ${url}: refused (429${asked ? "" : ", not asked again yet"}), retry after ${retryAfterMs} ms${usePeers ? ", use peers" : ""}${reason ? ": " + reason : ""}`);
     this.name = "EdgeRefusedError";
   }
 }
+
+/** The longest an urgent request waits on a refusal: the edge's floor admits again within seconds. */
+const maxUrgentWaitMs = 10_000;
+/** How long a non-urgent request is not sent while the edge's policy allows urgent requests only. */
+const noAllowanceRetryMs = 1000;
 
 /** @internal */
 export interface EdgeGet {
@@ -69,10 +87,24 @@ export function parseContentRange(v: string | null): { start: number; end: numbe
  * to an edge on another origin carry them as query parameters, which needs
  * no CORS preflight (a custom header would cost a preflight per URL).
  *
- * @internal Safe to share; it holds no per-request state.
+ * The edge limits a session, not a request: a refusal's Retry-After holds
+ * back every request it applies to (a refused non-urgent request holds the
+ * non-urgent ones; a refused urgent one, the viewer's floor spent, holds
+ * both), as does a policy that allows urgent requests only (x_policy
+ * edge_allowance_bps 0). Held-back non-urgent requests fail at once with
+ * EdgeRefusedError (asked false) and urgent ones wait; asking sooner only
+ * earns more 429s.
+ *
+ * @internal Shared by one Client's loads; single-threaded.
  */
 export class EdgeHTTP {
   readonly origin: string;
+  /** Until when (now() clock) the edge's last refusals hold back non-urgent and urgent requests. */
+  private nonUrgentHeldUntil = 0;
+  private urgentHeldUntil = 0;
+  private heldReason = "";
+  /** The edge's policy allows urgent requests only (edge_allowance_bps 0). */
+  private urgentOnly = false;
   constructor(
     edgeURL: string,
     private readonly session: () => string | undefined,
@@ -101,8 +133,30 @@ export class EdgeHTTP {
     return c.pathname + c.search;
   }
 
-  /** GETs url (resolved, any origin) and returns the body. Rejects with EdgeRefusedError on a 429, EdgeHTTPError on other errors. */
+  /**
+   * Follows the edge's policy (x_policy): an allowance of 0 bits/s means
+   * urgent requests only until the edge says otherwise.
+   */
+  setEdgeAllowance(allowanceBps: number): void {
+    this.urgentOnly = allowanceBps === 0;
+  }
+
+  /**
+   * GETs url (resolved, any origin) and returns the body. Rejects with
+   * EdgeRefusedError on a 429 or while a refusal holds non-urgent requests
+   * back (see the class comment), EdgeHTTPError on other errors.
+   */
   async get(url: URL, o: EdgeGet): Promise<EdgeBody> {
+    if (this.isEdge(url)) {
+      const t = now();
+      if (o.urgent && this.urgentHeldUntil > t) {
+        await sleep(Math.min(this.urgentHeldUntil - t, maxUrgentWaitMs), o.signal);
+      } else if (!o.urgent && this.nonUrgentHeldUntil > t) {
+        throw new EdgeRefusedError(url.href, Math.ceil(this.nonUrgentHeldUntil - t), true, this.heldReason, false);
+      } else if (!o.urgent && this.urgentOnly) {
+        throw new EdgeRefusedError(url.href, noAllowanceRetryMs, true, "the edge's policy allows urgent requests only", false);
+      }
+    }
     const u = new URL(url.href);
     const headers: Record<string, string> = {};
     const sameOrigin = typeof location !== "undefined" && u.origin === location.origin;
@@ -119,11 +173,15 @@ export class EdgeHTTP {
     const ranged = o.start !== undefined && o.end !== undefined;
     if (ranged) headers["Range"] = `bytes=${o.start}-${o.end! - 1}`;
     const res = await this.fetchFn(u.href, { headers, signal: o.signal, credentials: "omit", cache: "default" });
-    if (res.status === 429) {
+    // Another server's 429 is its own business: an HTTP error like others.
+    if (res.status === 429 && this.isEdge(url)) {
       const usePeers = res.headers.get(UsePeersHeader) === "1";
-      const retry = parseRetryAfter(res.headers.get("Retry-After"), 1000);
+      const reason = (res.headers.get(ReasonHeader) ?? "").slice(0, 128);
+      let retry = parseRetryAfter(res.headers.get("Retry-After"), 1000);
+      if (o.urgent) retry = Math.min(retry, maxUrgentWaitMs);
       await res.body?.cancel().catch(() => {});
-      throw new EdgeRefusedError(url.href, retry, usePeers);
+      this.hold(o.urgent, retry, reason);
+      throw new EdgeRefusedError(url.href, retry, usePeers, reason);
     }
     if (res.status !== 200 && res.status !== 206) {
       let detail = "";
@@ -151,6 +209,13 @@ export class EdgeHTTP {
       }
     }
     return { status: res.status, data, contentType: res.headers.get("Content-Type"), totalBytes };
+  }
+
+  private hold(urgent: boolean, retryMs: number, reason: string): void {
+    const until = now() + retryMs;
+    this.nonUrgentHeldUntil = Math.max(this.nonUrgentHeldUntil, until);
+    if (urgent) this.urgentHeldUntil = Math.max(this.urgentHeldUntil, until);
+    this.heldReason = reason;
   }
 }
 

@@ -186,7 +186,10 @@ export class Fetcher {
         return { data: body.data, contentType: body.contentType, peerBytes: 0, edgeBytes: body.data.length, chunks: 0 };
       } catch (err) {
         if (!(err instanceof EdgeRefusedError)) throw err;
-        this.sink.edgeRefused();
+        if (err.asked) this.sink.edgeRefused();
+        // Refused while urgent (the viewer's floor is spent): the edge
+        // waits for its Retry-After before asking again (EdgeHTTP).
+        if (urgent) continue;
         // Refused while not urgent: wait for the hint or for the urgent window, whichever is first.
         const untilUrgent = r.deadlineAt - this.tune.urgentWindowMs - now();
         const waitMs = Math.max(0, Math.min(err.retryAfterMs, untilUrgent));
@@ -271,7 +274,7 @@ export class Fetcher {
       const t = now();
       const edgeAt = deadlineAt - this.tune.urgentWindowMs;
       const swarm = this.swarm;
-      if (!swarm || t >= edgeAt || (swarm.neighbors() === 0 && !swarm.warming())) return this.edgeChunk(u, m, i, true, signal);
+      if (!swarm || t >= edgeAt || (swarm.neighbors() === 0 && !swarm.warming())) return this.urgentEdgeChunk(u, m, i, signal);
       const holders = swarm.holders(m.objectId, i).filter((p) => !tried.has(p.id));
       if (holders.length > 0) {
         const peer = holders[0];
@@ -284,7 +287,7 @@ export class Fetcher {
             // Blame the peer only once the edge's copy matches the
             // manifest: a manifest the object outgrew (it throws
             // ObjectChangedError) is nobody's fault.
-            const fromEdge = await this.edgeChunk(u, m, i, true, signal);
+            const fromEdge = await this.urgentEdgeChunk(u, m, i, signal);
             this.log.warn(`chunk ${m.objectId}/${i} from peer ${peer.id} failed verification; dropping the peer`);
             this.sink.verifyFailed(peer.id, m.objectId, i);
             swarm.badChunk(peer, m.objectId, i);
@@ -305,7 +308,7 @@ export class Fetcher {
             return await this.edgeChunk(u, m, i, false, signal);
           } catch (err) {
             if (!(err instanceof EdgeRefusedError)) throw err;
-            this.sink.edgeRefused();
+            if (err.asked) this.sink.edgeRefused();
             refusedUntil = now() + err.retryAfterMs;
           }
         }
@@ -342,6 +345,21 @@ export class Fetcher {
       return undefined;
     } finally {
       s.dispose();
+    }
+  }
+
+  /**
+   * Chunk i from the edge, urgent: a refusal (the viewer's floor is spent)
+   * is asked again once its Retry-After has passed (EdgeHTTP waits).
+   */
+  private async urgentEdgeChunk(u: URL, m: Manifest, i: number, signal: AbortSignal): Promise<Chunk> {
+    for (;;) {
+      try {
+        return await this.edgeChunk(u, m, i, true, signal);
+      } catch (err) {
+        if (!(err instanceof EdgeRefusedError)) throw err;
+        if (err.asked) this.sink.edgeRefused();
+      }
     }
   }
 

@@ -31,6 +31,12 @@ const maxWarmMs = 15_000;
 /** How often the measured upload capacity is looked at; a change of more than capsChange is announced. */
 const capsCheckMs = 5000;
 const capsChange = 0.25;
+/**
+ * A new stream bitrate is announced at once, but no sooner than this after
+ * the previous announce: a player switching levels back and forth costs
+ * the edge one announce per gap, not one per segment.
+ */
+const bitrateAnnounceGapMs = 2000;
 
 export class P2P implements P2PEngine, PeerHooks {
   private readonly tracker: Tracker;
@@ -56,6 +62,10 @@ export class P2P implements P2PEngine, PeerHooks {
   /** When the pending announce is due (Date.now() clock); Infinity when none is. */
   private announceDue = Infinity;
   private reportTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the last announce was sent (Date.now() clock). */
+  private lastAnnounceAt = -Infinity;
+  /** Announces being prepared (offers gathering): they send the caps current when they go. */
+  private preparing = 0;
   private destroyed = false;
   private started = false;
   private lastOpen = 0;
@@ -117,6 +127,12 @@ export class P2P implements P2PEngine, PeerHooks {
     this.scheduleAnnounceSoon();
   }
 
+  /** The declared stream bitrate changed: tell the edge at once, paced (bitrateAnnounceGapMs). */
+  bitrateChanged(): void {
+    if (this.destroyed || this.preparing > 0) return;
+    this.scheduleAnnounce(Math.max(0, this.lastAnnounceAt + bitrateAnnounceGapMs - Date.now()));
+  }
+
   setSwarm(name: string): void {
     if (name === this.swarmName) return;
     this.swarmName = name;
@@ -135,7 +151,9 @@ export class P2P implements P2PEngine, PeerHooks {
 
   private caps(): Caps {
     this.announcedCapacityBps = this.capacityBps();
-    return { upload_bps: this.announcedCapacityBps, upload: this.client.uploadAllowed(), device: "desktop" };
+    const c: Caps = { upload_bps: this.announcedCapacityBps, upload: this.client.uploadAllowed(), device: "desktop" };
+    if (this.client.bitrateBps > 0) c.bitrate_bps = this.client.bitrateBps;
+    return c;
   }
 
   private report(): Report {
@@ -155,7 +173,15 @@ export class P2P implements P2PEngine, PeerHooks {
     }
     this.cancelAnnounce();
     const want = event === "stopped" ? 0 : Math.max(0, Math.min(this.client.opts.maxPeers - this.remotes() - this.offers.size, 5));
-    const offers = want > 0 ? await this.makeOffers(want) : [];
+    let offers: Awaited<ReturnType<P2P["makeOffers"]>> = [];
+    if (want > 0) {
+      this.preparing++;
+      try {
+        offers = await this.makeOffers(want);
+      } finally {
+        this.preparing--;
+      }
+    }
     if (this.infoHash !== infoHash && event !== "stopped") return;
     const msg: Record<string, unknown> = {
       action: "announce",
@@ -170,7 +196,7 @@ export class P2P implements P2PEngine, PeerHooks {
       x_report: this.report(),
     };
     if (this.client.sessionId) msg.x_session = this.client.sessionId;
-    this.tracker.send(msg);
+    if (this.tracker.send(msg)) this.lastAnnounceAt = Date.now();
     if (event !== "stopped") this.scheduleAnnounce();
   }
 
@@ -277,6 +303,7 @@ export class P2P implements P2PEngine, PeerHooks {
   private applyPolicy(p: Policy): void {
     this.policy = p;
     this.pacer.setBudget(this.budgetBps());
+    this.client.edgeHTTP.setEdgeAllowance(p.edgeAllowanceBps);
   }
 
   private async answerOffer(peerId: string, offerId: string, sdp: string): Promise<void> {
@@ -478,6 +505,7 @@ export class P2P implements P2PEngine, PeerHooks {
     if (this.destroyed) return;
     this.destroyed = true;
     this.cancelAnnounce();
+    this.client.edgeHTTP.setEdgeAllowance(-1);
     clearTimeout(this.reportTimer);
     clearInterval(this.capsTimer);
     this.announce("stopped").finally(() => sleep(100).then(() => this.tracker.close()));

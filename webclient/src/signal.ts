@@ -60,6 +60,8 @@ export interface Caps {
   upload_bps: number;
   upload: boolean;
   device: "desktop" | "mobile" | "tv" | "stb" | "other";
+  /** Bitrate of the stream played in the announce's swarm, bits/s; absent: none. */
+  bitrate_bps?: number;
 }
 
 /** What the tracker sent, validated. */

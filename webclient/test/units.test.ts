@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { parseManifest, ManifestError } from "../src/manifest";
-import { parseContentRange, parseRetryAfter, EdgeHTTP } from "../src/edge";
+import { parseContentRange, parseRetryAfter, EdgeHTTP, EdgeHTTPError, EdgeRefusedError } from "../src/edge";
 import { parseIncoming } from "../src/signal";
 import { Fetcher, PeerSource, SwarmView } from "../src/fetcher";
 import { ChunkStore } from "../src/store";
@@ -246,4 +246,73 @@ test("parsers never throw on random input (parseIncoming never, parseManifest on
       assert.ok(e instanceof ManifestError, String(e));
     }
   }
+});
+
+/** An edge that refuses the first `times` requests of a kind (429, Retry-After 1 s), then serves. */
+function refusingEdge(log: { urgent: boolean; at: number }[], refuse: { urgent: number; nonUrgent: number }): typeof fetch {
+  return (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const url = new URL(String(input));
+    if (url.pathname === "/pa/v1/manifest") return new Response(JSON.stringify(manifest), { status: 200 });
+    const urgent = new Headers(init?.headers).get("X-PA-Urgent") === "1" || url.searchParams.get("pa_urgent") === "1";
+    log.push({ urgent, at: now() });
+    const kind = urgent ? "urgent" : "nonUrgent";
+    if (refuse[kind] > 0) {
+      refuse[kind]--;
+      return new Response("edge: floor spent", { status: 429, headers: { "Retry-After": "1", "X-PA-Use-Peers": "1", "X-PA-Reason": "stopped_ebu" } });
+    }
+    return new Response(object.slice(), { status: 200 });
+  }) as typeof fetch;
+}
+
+test("refused urgent request (the viewer's floor spent): asked again after Retry-After, not in a loop", async () => {
+  const log: { urgent: boolean; at: number }[] = [];
+  const f = refusingEdge(log, { urgent: 2, nonUrgent: 0 });
+  const edge = new EdgeHTTP("http://edge.test", () => "sess", new Log(undefined, "silent"), f);
+  let refused = 0;
+  const sink = { edgeBytes: () => {}, peerBytes: () => {}, verifyFailed: () => {}, edgeRefused: () => refused++ };
+  const fe = new Fetcher(edge, new ChunkStore(1 << 20), sink, { urgentWindowMs: 300, seedPeers: 3, chunkParallelism: 4, minPeerBytesPerSec: 1 << 20 }, new Log(undefined, "silent"), f);
+  const t0 = now();
+  const r = await fe.load(new URL("http://edge.test/obj"), { deadlineAt: now(), urgent: true });
+  assert.deepEqual([...r.data], [...object]);
+  assert.equal(log.length, 3, `requests ${JSON.stringify(log)}, want 2 refused and 1 served`);
+  for (let i = 1; i < log.length; i++) assert.ok(log[i].at - log[i - 1].at >= 950, `request ${i} ${Math.round(log[i].at - log[i - 1].at)} ms after the refusal, want Retry-After (1 s)`);
+  assert.equal(refused, 2);
+  assert.ok(now() - t0 < 4000);
+});
+
+test("a refusal holds back the session's other non-urgent requests until Retry-After; urgent ones still go", async () => {
+  const log: { urgent: boolean; at: number }[] = [];
+  const edge = new EdgeHTTP("http://edge.test", () => "sess", new Log(undefined, "silent"), refusingEdge(log, { urgent: 0, nonUrgent: 1 }));
+  const u = new URL("http://edge.test/obj");
+  await assert.rejects(edge.get(u, { urgent: false }), (e: unknown) => e instanceof EdgeRefusedError && e.asked && e.reason === "stopped_ebu" && e.retryAfterMs === 1000);
+  // Within the second: not asked.
+  await assert.rejects(edge.get(u, { urgent: false }), (e: unknown) => e instanceof EdgeRefusedError && !e.asked && e.retryAfterMs > 0 && e.retryAfterMs <= 1000);
+  assert.equal(log.length, 1);
+  // Urgent requests are not held by a non-urgent refusal.
+  assert.equal((await edge.get(u, { urgent: true })).data.length, object.length);
+  await new Promise((r) => setTimeout(r, 1050));
+  assert.equal((await edge.get(u, { urgent: false })).data.length, object.length, "asked again after Retry-After");
+  assert.deepEqual(log.map((l) => l.urgent), [false, true, false]);
+});
+
+test("x_policy edge_allowance_bps 0: no non-urgent request is sent until the allowance returns", async () => {
+  const log: { urgent: boolean; at: number }[] = [];
+  const edge = new EdgeHTTP("http://edge.test", () => "sess", new Log(undefined, "silent"), refusingEdge(log, { urgent: 0, nonUrgent: 0 }));
+  const u = new URL("http://edge.test/obj");
+  edge.setEdgeAllowance(0);
+  await assert.rejects(edge.get(u, { urgent: false }), (e: unknown) => e instanceof EdgeRefusedError && !e.asked);
+  await edge.get(u, { urgent: true });
+  edge.setEdgeAllowance(-1); // unlimited again
+  await edge.get(u, { urgent: false });
+  edge.setEdgeAllowance(250_000);
+  await edge.get(u, { urgent: false });
+  assert.deepEqual(log.map((l) => l.urgent), [true, false, false]);
+});
+
+test("another server's 429 is an HTTP error, not a peer-assist refusal", async () => {
+  const f = (async () => new Response("slow down", { status: 429, headers: { "Retry-After": "5" } })) as unknown as typeof fetch;
+  const edge = new EdgeHTTP("http://edge.test", () => "sess", new Log(undefined, "silent"), f);
+  await assert.rejects(edge.get(new URL("http://cdn.other.test/a"), { urgent: false }), (e: unknown) => e instanceof EdgeHTTPError && e.status === 429);
+  // And it holds nothing back at the edge.
+  await assert.rejects(edge.get(new URL("http://edge.test/a"), { urgent: false }), (e: unknown) => e instanceof EdgeRefusedError && e.asked);
 });

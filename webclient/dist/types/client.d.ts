@@ -73,6 +73,12 @@ export interface Stats {
     measuredUploadBps: number;
     /** Peers in the swarm (the coordinator's count, us included). */
     swarmSize: number;
+    /**
+     * Bitrate in bits per second of the stream this client plays in its
+     * swarm, as declared to the edge (x_caps.bitrate_bps): the level hls.js
+     * loads, or FetchOptions.bitrateBps; 0 when none was declared.
+     */
+    bitrateBps: number;
 }
 /** A transfer, for the "transfer" event. */
 export interface TransferEvent {
@@ -110,6 +116,15 @@ export interface FetchOptions {
     /** Byte range [start, end) of the object. Default: the whole object. */
     range?: [number, number];
     signal?: AbortSignal;
+    /**
+     * Bitrate in bits per second of the stream the object belongs to (a
+     * media segment of a rendition: its BANDWIDTH). Declared to the edge for
+     * the client's swarm (x_caps.bitrate_bps) where it differs from the last
+     * one declared: where the site configures no bitrate, the edge keeps
+     * this viewer's floor, what it always serves urgently, at this rate.
+     * Default: none (the last declaration stands).
+     */
+    bitrateBps?: number;
 }
 /** Minimal view of a media element, for deadlines. */
 interface MediaLike {
@@ -132,6 +147,8 @@ export declare class Client extends Emitter<ClientEvents> {
     private lastStats;
     private destroyed;
     private unwatchConnection;
+    /** The swarm joined last (join), whose stream bitrateBps describes. */
+    private swarmName;
     constructor(options?: ClientOptions);
     /**
      * With upload "auto", follows navigator.connection's change event: data

@@ -6,12 +6,23 @@ export interface HlsLoaderContext {
     type?: string;
     rangeStart?: number;
     rangeEnd?: number;
-    /** Present for media fragments: start (s) on the timeline. */
+    /**
+     * Present for media fragments: start (s) on the timeline; the playlist
+     * type ("main", "audio", "subtitle"), the level (index into hls.levels)
+     * and the media playlist's URL (baseurl) it belongs to.
+     */
     frag?: {
         start: number;
         duration: number;
         type?: string;
+        level?: number;
+        baseurl?: string;
     };
+    /** Level playlists (hls.js >= 1.6): the level's index and the level, whose bitrate is its BANDWIDTH. */
+    level?: number | null;
+    levelOrTrack?: {
+        bitrate?: number;
+    } | null;
 }
 /** hls.js LoaderStats. */
 export interface HlsLoaderStats {
@@ -68,6 +79,15 @@ export interface HlsLoader {
 }
 /** A loader class for hls.js's `loader`, `fLoader` or `pLoader` option. */
 export type HlsLoaderClass = new (config?: unknown) => HlsLoader;
+/**
+ * The variants of an HLS master playlist: each EXT-X-STREAM-INF's BANDWIDTH
+ * (else AVERAGE-BANDWIDTH) and the URI on the next line, resolved against
+ * base. Lines it cannot use are skipped; never throws.
+ */
+export declare function parseVariants(text: string, base: string): {
+    url: string;
+    bitrateBps: number;
+}[];
 /**
  * Builds the hls.js loader class bound to client: media fragments go through
  * the deadline-aware fetcher (peers, then the edge), everything else

@@ -25,6 +25,10 @@ export declare class P2P implements P2PEngine, PeerHooks {
     /** When the pending announce is due (Date.now() clock); Infinity when none is. */
     private announceDue;
     private reportTimer;
+    /** When the last announce was sent (Date.now() clock). */
+    private lastAnnounceAt;
+    /** Announces being prepared (offers gathering): they send the caps current when they go. */
+    private preparing;
     private destroyed;
     private started;
     private lastOpen;
@@ -42,6 +46,8 @@ export declare class P2P implements P2PEngine, PeerHooks {
     private checkCapacity;
     /** Upload was turned off or on (navigator.connection changed): pace, and tell the edge. */
     uploadChanged(allowed: boolean): void;
+    /** The declared stream bitrate changed: tell the edge at once, paced (bitrateAnnounceGapMs). */
+    bitrateChanged(): void;
     setSwarm(name: string): void;
     private caps;
     private report;
