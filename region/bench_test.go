@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gaissmai/bart"
 	"golang.org/x/sys/unix"
 
 	"github.com/peerassist/edgebox/config"
@@ -300,7 +301,7 @@ func benchmarkLocateVsBart(b *testing.B, l *Locator, addrs []netip.Addr) {
 		*cpu += threadCPU() - c0
 	}
 	locate := func(a netip.Addr) bool { return l.Locate(a).Known }
-	bare := func(a netip.Addr) bool { v, ok := t.prefixes.Lookup(a); return ok && v.asn != 0 }
+	bare := func(a netip.Addr) bool { r, ok := t.prefixes.Lookup(a); return ok && t.answers[r.answer()].asn != 0 }
 	b.ReportAllocs()
 	b.ResetTimer()
 	round := 0
@@ -323,6 +324,72 @@ func benchmarkLocateVsBart(b *testing.B, l *Locator, addrs []netip.Addr) {
 	b.ReportMetric(per(bartWall), "bart-ns")
 	b.ReportMetric(per(bartCPU), "bart-cpu-ns")
 	b.ReportMetric(float64(locateCPU)/float64(bartCPU), "locate/bart-cpu")
+	if sink < 0 {
+		b.Log(sink)
+	}
+}
+
+// BenchmarkTableLayout compares the layout Locate uses, a bart.Fast whose
+// values are 4-byte refs to shared answers, with two others holding the
+// same full-size prefixes: a bart.Table of the same refs, and a bart.Table
+// holding each prefix's whole answer (the layout before: 32-byte values
+// with a string, no answer lookup). All three are built the same way, the
+// current one last, and measured interleaved on random probes; each
+// lookup reads the answer's ASN. Reports thread CPU ns per lookup.
+func BenchmarkTableLayout(b *testing.B) {
+	l, addrs := fullLocator(b)
+	t := l.table.Load()
+	type wholeAnswer struct {
+		answer
+		bits uint8
+	}
+	var whole bart.Table[wholeAnswer]
+	var refs bart.Table[ref]
+	var fast bart.Fast[ref]
+	for p, r := range t.prefixes.All() {
+		whole.Insert(p, wholeAnswer{t.answers[r.answer()], uint8(r.bits())})
+	}
+	for p, r := range t.prefixes.All() {
+		refs.Insert(p, r)
+	}
+	for p, r := range t.prefixes.All() {
+		fast.Insert(p, r)
+	}
+	runtime.GC()
+	layouts := []struct {
+		name   string
+		lookup func(netip.Addr) bool
+	}{
+		{"fast-ref", func(a netip.Addr) bool { r, ok := fast.Lookup(a); return ok && t.answers[r.answer()].asn != 0 }},
+		{"table-ref", func(a netip.Addr) bool { r, ok := refs.Lookup(a); return ok && t.answers[r.answer()].asn != 0 }},
+		{"table-whole", func(a netip.Addr) bool { v, ok := whole.Lookup(a); return ok && v.asn != 0 }},
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const batch = 1024
+	cpu := make([]time.Duration, len(layouts))
+	var sink, n int
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		// Rotate which layout goes first and give each its own probes
+		// so that none finds the trie nodes another just loaded.
+		for k := range layouts {
+			j := (k + n/batch) % len(layouts)
+			off := n + k*5*batch
+			c0 := threadCPU()
+			for i := 0; i < batch; i++ {
+				if layouts[j].lookup(addrs[(off+i)&(len(addrs)-1)]) {
+					sink++
+				}
+			}
+			cpu[j] += threadCPU() - c0
+		}
+		n += batch
+	}
+	for i, lay := range layouts {
+		b.ReportMetric(float64(cpu[i].Nanoseconds())/float64(n), lay.name+"-cpu-ns")
+	}
 	if sink < 0 {
 		b.Log(sink)
 	}

@@ -13,10 +13,11 @@ import (
 	"github.com/peerassist/edgebox/config"
 )
 
-// entry is what the table maps a prefix to. It holds everything Locate
-// returns so that a lookup touches no memory beyond the prefix table's own
-// (a separate owner record per lookup costs a cache miss on big tables).
-type entry struct {
+// answer is what a table prefix answers: everything Locate returns except
+// the prefix and the subnet, which depend on the address. All the prefixes
+// that give the same answer (typically the ranges of one AS in one file)
+// share one answer, so the prefix table itself holds only a small ref.
+type answer struct {
 	isp    string // ISP name ("" unknown)
 	asn    uint32
 	region uint16 // index into table.regions; 0 is "no region"
@@ -24,19 +25,46 @@ type entry struct {
 	// 0..len(Sources)-1 for the databases in order, len(Sources) for
 	// config prefixes.
 	layer                    uint8
-	bits                     uint8 // prefix length: Lookup does not return the prefix
 	subnetBits4, subnetBits6 uint8
 }
 
-// maxRegions keeps entry.region in 16 bits (config.MaxRegionSources keeps
-// entry.layer in 8).
+// ref is the value the prefix table stores: the index of the prefix's
+// answer in table.answers (upper 24 bits) and the prefix length (lower 8
+// bits: bart's Lookup does not return the prefix). Four bytes without a
+// pointer keep the trie about half the size of one that holds the answers
+// themselves, so more of it stays in the CPU caches, and the garbage
+// collector need not scan it.
+type ref uint32
+
+const (
+	refBits    = 8
+	maxAnswers = 1 << (32 - refBits)
+)
+
+// answerLimit is maxAnswers; a test lowers it.
+var answerLimit = maxAnswers
+
+func makeRef(answer uint32, bits int) ref { return ref(answer<<refBits | uint32(bits)) }
+
+func (r ref) answer() uint32 { return uint32(r >> refBits) }
+func (r ref) bits() int      { return int(r & (1<<refBits - 1)) }
+
+// ErrTooManyAnswers: the sources give more distinct (ISP, ASN, region,
+// source) answers than a table can index. Real databases have about 100k.
+var ErrTooManyAnswers = fmt.Errorf("more than %d distinct ISP answers", maxAnswers)
+
+// maxRegions keeps answer.region in 16 bits (config.MaxRegionSources keeps
+// answer.layer in 8).
 const maxRegions = 1<<16 - 1
 
 // table is one immutable snapshot of everything a lookup needs. It is built
 // completely, then published with an atomic pointer swap, so a lookup sees
 // either the old or the new table, never a mix. Safe for concurrent reads.
 type table struct {
-	prefixes bart.Table[entry]
+	// prefixes is a bart.Fast: its per-node child index costs memory
+	// (36 MB for a full table) but makes lookups faster than bart.Table's.
+	prefixes bart.Fast[ref]
+	answers  []answer
 	regions  []string // regions[0] == ""
 	sources  []string // label of each layer: database paths, then "config"
 
@@ -94,7 +122,24 @@ type asnAssignments struct {
 type builder struct {
 	t         *table
 	regionIdx map[string]uint16
+	answerIdx map[answer]uint32 // index of each answer in t.answers
+	err       error             // ErrTooManyAnswers, once
 	scratch   []netip.Prefix
+}
+
+// intern returns the index of a in the table's answers, adding it if new.
+func (b *builder) intern(a answer) uint32 {
+	if i, ok := b.answerIdx[a]; ok {
+		return i
+	}
+	if len(b.t.answers) >= answerLimit {
+		b.err = ErrTooManyAnswers
+		return 0
+	}
+	i := uint32(len(b.t.answers))
+	b.answerIdx[a] = i
+	b.t.answers = append(b.t.answers, a)
+	return i
 }
 
 // build reads every source of cfg and returns the finished table, or every
@@ -129,7 +174,7 @@ func build(cfg config.Region, baseDir string) (*table, error) {
 	if len(cfg.Regions) > maxRegions {
 		return nil, fmt.Errorf("region.regions: %d regions, at most %d are supported", len(cfg.Regions), maxRegions)
 	}
-	b := &builder{t: t, regionIdx: map[string]uint16{}}
+	b := &builder{t: t, regionIdx: map[string]uint16{}, answerIdx: map[answer]uint32{}}
 	t.regions = append(t.regions, "")
 	for _, rd := range cfg.Regions {
 		b.regionIdx[rd.Name] = uint16(len(t.regions))
@@ -147,6 +192,10 @@ func build(cfg config.Region, baseDir string) (*table, error) {
 		if err := b.addSource(i, f); err != nil {
 			errs = append(errs, fmt.Errorf("region.sources[%d]: %w", i, err))
 		}
+		if b.err != nil {
+			errs = append(errs, fmt.Errorf("region.sources[%d]: %s: %w", i, f.label, b.err))
+			break
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -157,21 +206,24 @@ func build(cfg config.Region, baseDir string) (*table, error) {
 	if err := b.addConfigPrefixes(cfg); err != nil {
 		return nil, err
 	}
+	if b.err != nil {
+		return nil, fmt.Errorf("region: %w", b.err)
+	}
 	t.loadedAt = time.Now()
 	t.loadTime = t.loadedAt.Sub(start)
 	return t, nil
 }
 
-// insert adds pfx with e. Entries of earlier layers inside pfx are removed
-// first: a later layer answers for every address it covers, even where an
-// earlier layer was more specific. Within one layer the most specific
-// prefix wins, and an equal prefix replaces the earlier one.
-func (b *builder) insert(pfx netip.Prefix, e entry) {
+// insert adds pfx with answer a. Prefixes of earlier layers inside pfx are
+// removed first: a later layer answers for every address it covers, even
+// where an earlier layer was more specific. Within one layer the most
+// specific prefix wins, and an equal prefix replaces the earlier one.
+func (b *builder) insert(pfx netip.Prefix, a answer) {
 	tbl := &b.t.prefixes
-	if e.layer > 0 {
+	if a.layer > 0 {
 		del := b.scratch[:0]
-		for q, v := range tbl.Subnets(pfx) {
-			if v.layer < e.layer {
+		for q, r := range tbl.Subnets(pfx) {
+			if b.t.answers[r.answer()].layer < a.layer {
 				del = append(del, q)
 			}
 		}
@@ -180,13 +232,12 @@ func (b *builder) insert(pfx netip.Prefix, e entry) {
 		}
 		b.scratch = del[:0]
 	}
-	e.bits = uint8(pfx.Bits())
-	tbl.Insert(pfx, e)
+	tbl.Insert(pfx, makeRef(b.intern(a), pfx.Bits()))
 }
 
 // addSource reads one database file into the table at layer i.
 func (b *builder) addSource(i int, f sourceFile) error {
-	base := entry{layer: uint8(i), subnetBits4: b.t.subnetBits4, subnetBits6: b.t.subnetBits6}
+	base := answer{layer: uint8(i), subnetBits4: b.t.subnetBits4, subnetBits6: b.t.subnetBits6}
 	// One name string per AS: an AS almost always has one name per file,
 	// and string(desc) in a comparison does not allocate.
 	names := map[uint32]string{}
@@ -198,9 +249,9 @@ func (b *builder) addSource(i int, f sourceFile) error {
 			return fmt.Errorf("reading %s database: %w", f.format, err)
 		}
 		return readMMDB(data, f.label, func(pfx netip.Prefix, asn uint32, name string) {
-			e := base
-			e.asn, e.isp = asn, name
-			b.insert(pfx, e)
+			a := base
+			a.asn, a.isp = asn, name
+			b.insert(pfx, a)
 		})
 	default:
 		// Streamed: a full iptoasn file need not sit in memory.
@@ -215,11 +266,11 @@ func (b *builder) addSource(i int, f sourceFile) error {
 				name = string(desc)
 				names[r.ASN] = name
 			}
-			e := base
-			e.asn, e.isp = r.ASN, name
+			a := base
+			a.asn, a.isp = r.ASN, name
 			ranges = rangePrefixes(ranges[:0], r.From, r.To)
 			for _, p := range ranges {
-				b.insert(p, e)
+				b.insert(p, a)
 			}
 		})
 	}
@@ -269,44 +320,48 @@ func (b *builder) assignASNs(cfg config.Region) error {
 	}
 	type update struct {
 		pfx netip.Prefix
-		e   entry
+		a   answer
 	}
 	var updates []update
-	assigned := func(e entry, a *assignment) entry {
-		e.region = b.regionIdx[a.region]
-		if a.isp != "" {
-			e.isp = a.isp
+	assigned := func(a answer, asg *assignment) answer {
+		a.region = b.regionIdx[asg.region]
+		if asg.isp != "" {
+			a.isp = asg.isp
 		}
-		e.subnetBits4, e.subnetBits6 = a.subnetBits4, a.subnetBits6
-		return e
+		a.subnetBits4, a.subnetBits6 = asg.subnetBits4, asg.subnetBits6
+		return a
 	}
 	// Ranges contained in a within prefix, or covered by the default.
-	for pfx, e := range b.t.prefixes.All() {
-		as := byASN[e.asn]
+	for pfx, r := range b.t.prefixes.All() {
+		a := b.t.answers[r.answer()]
+		as := byASN[a.asn]
 		if as == nil {
 			continue
 		}
-		a := as.def
+		asg := as.def
 		if _, i, ok := as.within.LookupPrefixLPM(pfx); ok {
-			a = &as.list[i]
+			asg = &as.list[i]
 		}
-		if a != nil {
-			updates = append(updates, update{pfx, assigned(e, a)})
+		if asg != nil {
+			updates = append(updates, update{pfx, assigned(a, asg)})
 		}
 	}
 	// Within prefixes smaller than the range of their ASN that holds them.
 	for asn, as := range byASN {
 		for i, w := range as.prefix {
-			q, e, ok := b.t.prefixes.LookupPrefixLPM(w)
-			if !ok || q == w || e.asn != asn {
+			q, r, ok := b.t.prefixes.LookupPrefixLPM(w)
+			if !ok || q == w {
 				continue
 			}
-			updates = append(updates, update{w, assigned(e, &as.list[i])})
+			a := b.t.answers[r.answer()]
+			if a.asn != asn {
+				continue
+			}
+			updates = append(updates, update{w, assigned(a, &as.list[i])})
 		}
 	}
 	for _, u := range updates {
-		u.e.bits = uint8(u.pfx.Bits())
-		b.t.prefixes.Insert(u.pfx, u.e)
+		b.t.prefixes.Insert(u.pfx, makeRef(b.intern(u.a), u.pfx.Bits()))
 	}
 	return nil
 }
@@ -317,7 +372,7 @@ func (b *builder) addConfigPrefixes(cfg config.Region) error {
 	layer := len(cfg.Sources)
 	for _, rd := range cfg.Regions {
 		for _, isp := range rd.ISPs {
-			e := entry{
+			a := answer{
 				region:      b.regionIdx[rd.Name],
 				isp:         isp.Name,
 				asn:         isp.ASN,
@@ -326,7 +381,7 @@ func (b *builder) addConfigPrefixes(cfg config.Region) error {
 				subnetBits6: pick(isp.SubnetBitsV6, cfg.SubnetBitsV6),
 			}
 			for _, s := range isp.Prefixes {
-				b.insert(netip.MustParsePrefix(strings.TrimSpace(s)), e) // validated
+				b.insert(netip.MustParsePrefix(strings.TrimSpace(s)), a) // validated
 			}
 		}
 	}

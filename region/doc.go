@@ -74,10 +74,12 @@
 // access-network subnet (the address masked to subnet_bits_v4 = 24 or
 // subnet_bits_v6 = 56 unless configured, also per ISP or ASN) and whether
 // the address is known. IPv4-mapped IPv6 addresses are looked up as IPv4.
-// Unknown addresses form no swarm with anyone. Locate does not allocate
-// and reads no memory beyond the prefix table's (each prefix stores its
-// whole answer); BenchmarkLocate and BenchmarkLocateVsBart measure it on a
-// full-size table.
+// Unknown addresses form no swarm with anyone. Locate does not allocate.
+// The prefix table is a bart.Fast whose values are 4 bytes: the prefix
+// length and the index of an answer (ISP, ASN, region, source, subnet
+// sizes) shared by every prefix that gives it, such as the ranges of one
+// AS in one file. BenchmarkLocate and BenchmarkLocateVsBart measure Locate
+// on a full-size table, BenchmarkTableLayout this layout against others.
 //
 // # Client address
 //

@@ -174,26 +174,27 @@ func (l *Locator) Locate(ip netip.Addr) Locality {
 		l.unknown[0].Add(1)
 		return Locality{}
 	}
-	v, ok := t.prefixes.Lookup(ip)
+	r, ok := t.prefixes.Lookup(ip)
 	if !ok {
 		l.unknown[shard(ip)].Add(1)
 		return Locality{Subnet: subnet(ip, t.subnetBits4, t.subnetBits6)}
 	}
-	if v.region != 0 {
+	a := &t.answers[r.answer()]
+	if a.region != 0 {
 		l.known[shard(ip)].Add(1)
 	} else {
 		l.unknown[shard(ip)].Add(1)
 	}
-	pfx, _ := ip.Prefix(int(v.bits))
+	pfx, _ := ip.Prefix(r.bits())
 	// Returning the literal lets the compiler build it in the result.
 	return Locality{
-		Known:  v.region != 0,
-		Region: t.regions[v.region],
-		ISP:    v.isp,
-		ASN:    v.asn,
+		Known:  a.region != 0,
+		Region: t.regions[a.region],
+		ISP:    a.isp,
+		ASN:    a.asn,
 		Prefix: pfx,
-		Subnet: subnet(ip, v.subnetBits4, v.subnetBits6),
-		Source: t.sources[v.layer],
+		Subnet: subnet(ip, a.subnetBits4, a.subnetBits6),
+		Source: t.sources[a.layer],
 	}
 }
 

@@ -3,6 +3,7 @@ package region
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -200,6 +201,67 @@ func TestNewErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAnswersShared: the prefixes of one AS in one file share one answer,
+// and each still reports its own prefix.
+func TestAnswersShared(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "a.tsv", "1.0.0.0\t1.0.2.255\t7\tZZ\tSEVEN\n1.0.4.0\t1.0.4.127\t7\tZZ\tSEVEN\n2001:db8::\t2001:db8::ffff\t7\tZZ\tSEVEN\n9.0.0.0\t9.0.0.255\t8\tZZ\tEIGHT\n")
+	cfg := baseRegion()
+	cfg.Sources = []config.RegionSource{{Path: "a.tsv"}}
+	cfg.Regions = []config.RegionDef{{Name: "r", ASNs: []config.ASNDef{{ASN: 7}}}}
+	l, err := New(cfg, Options{BaseDir: dir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// AS7 unassigned (replaced at assignment), AS7 in r, AS8.
+	if got, want := len(l.table.Load().answers), 3; got != want {
+		t.Errorf("%d answers, want %d", got, want)
+	}
+	p := netip.MustParsePrefix
+	tests := []struct {
+		ip         string
+		prefix     string
+		asn        uint32
+		wantRegion string
+	}{
+		{"1.0.0.1", "1.0.0.0/23", 7, "r"},
+		{"1.0.2.1", "1.0.2.0/24", 7, "r"},
+		{"1.0.4.1", "1.0.4.0/25", 7, "r"},
+		{"2001:db8::1", "2001:db8::/112", 7, "r"},
+		{"9.0.0.1", "9.0.0.0/24", 8, ""},
+	}
+	for _, tt := range tests {
+		got := l.Locate(netip.MustParseAddr(tt.ip))
+		if got.Prefix != p(tt.prefix) || got.ASN != tt.asn || got.Region != tt.wantRegion {
+			t.Errorf("Locate(%s) = %+v, want prefix %s, AS%d, region %q", tt.ip, got, tt.prefix, tt.asn, tt.wantRegion)
+		}
+	}
+}
+
+// TestTooManyAnswers: a source with more distinct answers than a table can
+// index is refused with an error naming it (the limit is lowered here).
+func TestTooManyAnswers(t *testing.T) {
+	defer func(n int) { answerLimit = n }(answerLimit)
+	answerLimit = 3
+	dir := t.TempDir()
+	var tsv strings.Builder
+	for i := 1; i <= 5; i++ {
+		fmt.Fprintf(&tsv, "%d.0.0.0\t%d.0.0.255\t%d\tZZ\tAS%d\n", i, i, i, i)
+	}
+	writeFile(t, dir, "many.tsv", tsv.String())
+	cfg := baseRegion()
+	cfg.Sources = []config.RegionSource{{Path: "many.tsv"}}
+	l, err := New(cfg, Options{BaseDir: dir, Logger: quietLogger()})
+	if err == nil {
+		l.Close()
+		t.Fatal("New succeeded, want ErrTooManyAnswers")
+	}
+	if !errors.Is(err, ErrTooManyAnswers) || !strings.Contains(err.Error(), "region.sources[0]: many.tsv: ") {
+		t.Errorf("New error = %v, want ErrTooManyAnswers naming region.sources[0]: many.tsv", err)
 	}
 }
 
