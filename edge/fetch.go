@@ -44,8 +44,9 @@ const (
 // the requests that collapsed onto it.
 type fetchResult struct {
 	kind   resultKind
-	key    string   // resFill: the key the object is stored under
-	vary   []string // resFill: the response's Vary
+	key    string      // resFill: the key the object is stored under
+	vary   []string    // resFill: the response's Vary
+	fill   *cache.Fill // resFill: the fill to follow or wait for
 	info   cache.ObjectInfo
 	meta   *objMeta
 	status int    // origin status, 0 without a response
@@ -217,7 +218,7 @@ func (s *Server) fetch(spec *fetchSpec) (res fetchResult) {
 		releaseResponse(resp)
 		info := f.Info()
 		if fm := s.metaOf(&info); fm != nil {
-			return fetchResult{kind: resFill, key: storeKey, vary: m.Vary, info: info, meta: fm, status: status}
+			return fetchResult{kind: resFill, key: storeKey, vary: m.Vary, fill: f, info: info, meta: fm, status: status}
 		}
 		return fetchResult{kind: resRetry}
 	}
@@ -231,7 +232,7 @@ func (s *Server) fetch(spec *fetchSpec) (res fetchResult) {
 	s.metas.Add(metaKey{info.ID, info.Version}, metaEntry{blob: info.HTTP, meta: m})
 	s.fills.Add(1)
 	go s.copyFill(ctx, f, resp, spec)
-	return fetchResult{kind: resFill, key: storeKey, vary: m.Vary, info: info, meta: m, status: status}
+	return fetchResult{kind: resFill, key: storeKey, vary: m.Vary, fill: f, info: info, meta: m, status: status}
 }
 
 // notStored handles a response the cache does not keep.

@@ -1,10 +1,10 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strconv"
 	"time"
@@ -130,6 +130,13 @@ func splitObjectURL(raw string, reqHost []byte) (host, target []byte, err error)
 // completeObject returns the complete, usable stored version of x's
 // object, filling it first if needed. On failure it returns the HTTP status
 // and message to answer.
+//
+// It looks again (at most maxCacheAttempts times) only when the object
+// changed under it: purged during its fill, or a collapsed fill that turned
+// out to be another variant. A fill that fails is answered with its failure
+// (the origin's fault, or the object too large), not fetched again: GET
+// clients of that fill were cut, and a manifest request must not multiply
+// the origin's load.
 func (s *Server) completeObject(x *exchange) (storedObj, int, string) {
 	x.primary = x.primaryKey()
 	for attempt := 0; attempt < maxCacheAttempts; attempt++ {
@@ -145,11 +152,16 @@ func (s *Server) completeObject(x *exchange) (storedObj, int, string) {
 			}
 			stale = &obj
 		} else if fill != nil {
-			if f, ok := s.fillingObj(fill); ok {
-				if done, ok := s.awaitFill(f, x.key); ok {
+			if _, ok := s.fillingObj(fill); ok {
+				done, err := s.awaitFill(fill, x.key)
+				if err == nil {
 					return done, 0, ""
 				}
-				continue
+				if errors.Is(err, errRetry) {
+					continue
+				}
+				status, msg := fillFailure(err)
+				return storedObj{}, status, msg
 			}
 		}
 		res, leader := s.fetchCollapsed(x, stale)
@@ -161,9 +173,17 @@ func (s *Server) completeObject(x *exchange) (storedObj, int, string) {
 			if !leader && !s.sameVariant(x, &res) {
 				continue
 			}
-			if done, ok := s.awaitFill(storedObj{res.info, res.meta}, res.key); ok {
+			done, err := s.awaitFill(res.fill, res.key)
+			switch {
+			case err == nil:
 				return done, 0, ""
+			case errors.Is(err, errRetry):
+				continue
+			case stale != nil && stale.meta.staleIfErrorOK(x.now):
+				return *stale, 0, ""
 			}
+			status, msg := fillFailure(err)
+			return storedObj{}, status, msg
 		case resRevalidated:
 			return storedObj{res.info, res.meta}, 0, ""
 		case resPass:
@@ -186,49 +206,45 @@ func (s *Server) completeObject(x *exchange) (storedObj, int, string) {
 	return storedObj{}, fasthttp.StatusServiceUnavailable, "the object kept changing while being filled; retry"
 }
 
-// awaitFill waits until the fill of obj completes and returns the complete
-// version (with every chunk's digest), or false if it failed or vanished.
-func (s *Server) awaitFill(obj storedObj, key string) (storedObj, bool) {
-	if !obj.info.Complete {
-		r, err := s.store.NewReader(s.baseCtx, obj.info.ID, obj.info.Version, 0, -1)
-		if err != nil {
-			return storedObj{}, false
-		}
-		for {
-			if _, err = r.NextChunk(); err != nil {
-				break
-			}
-		}
-		r.Close()
-		if err != io.EOF {
-			return storedObj{}, false
-		}
+// awaitFill waits until fill (of key) ends and returns the version to
+// describe: the one stored for key now if it is the fill's or a newer one
+// (what the edge serves), else the version the fill committed (evicted or
+// purged since its commit: its digests are still those of what the origin
+// sent). It returns errRetry when the fill was purged before it was
+// published or its metadata cannot be read, and otherwise the fill's
+// failure (cache.ErrFillFailed) or the context's error at shutdown.
+func (s *Server) awaitFill(fill *cache.Fill, key string) (storedObj, error) {
+	// A reader could reach the last byte before the commit publishes the
+	// version and its digests: wait for the commit itself.
+	info, err := fill.Wait(s.baseCtx)
+	switch {
+	case errors.Is(err, cache.ErrPurged):
+		return storedObj{}, errRetry
+	case err != nil:
+		return storedObj{}, err
 	}
-	// The last byte is readable before Commit publishes the version (and
-	// its digests); wait for that, as long as the fill is still ours.
-	var info cache.ObjectInfo
-	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-		var err error
-		info, err = s.store.Lookup(key)
-		if err == nil && info.Version == obj.info.Version && info.Complete {
-			break
-		}
-		f, ok := s.store.InFlight(key)
-		if !ok || f.Info().Version != obj.info.Version || f.Err() != nil || s.baseCtx.Err() != nil {
-			// Done meanwhile (look once more), replaced, failed or shutting down.
-			info, err = s.store.Lookup(key)
-			if err != nil || info.Version != obj.info.Version || !info.Complete {
-				return storedObj{}, false
-			}
-			break
-		}
-		time.Sleep(wait)
+	if cur, err := s.store.Lookup(key); err == nil && cur.Version >= info.Version {
+		info = cur
 	}
 	m := s.metaOf(&info)
 	if m == nil {
-		return storedObj{}, false
+		return storedObj{}, errRetry
 	}
-	return storedObj{info, m}, true
+	return storedObj{info, m}, nil
+}
+
+// fillFailure is the status and message of a manifest whose fill did not
+// complete (awaitFill's error).
+func fillFailure(err error) (int, string) {
+	switch {
+	case errors.Is(err, cache.ErrTooLarge):
+		return fasthttp.StatusUnprocessableEntity, "the object is too large to cache at this edge: no manifest"
+	case errors.Is(err, context.Canceled), errors.Is(err, cache.ErrClosed):
+		return fasthttp.StatusServiceUnavailable, "the edge is shutting down; retry with another edge or later"
+	case isTimeout(err):
+		return fasthttp.StatusGatewayTimeout, "origin timed out while the edge was storing the object"
+	}
+	return fasthttp.StatusBadGateway, "the origin's response failed while the edge was storing the object"
 }
 
 func manifestFail(ctx *fasthttp.RequestCtx, status int, msg string) {

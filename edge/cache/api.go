@@ -138,6 +138,10 @@ type Stats struct {
 //	func (f *Fill) Commit() error      // all bytes written: publish the version
 //	func (f *Fill) Abort(err error)    // readers get ErrFillFailed (wrapping err)
 //	func (f *Fill) Err() error         // why the fill failed; nil while running or committed
+//	// Wait blocks until the fill ends: the committed version (complete,
+//	// every digest), or why it did not commit (ErrFillFailed, ErrPurged),
+//	// or ctx's error.
+//	func (f *Fill) Wait(ctx context.Context) (ObjectInfo, error)
 
 // Reader reads a byte range of one version. Chunks (the store's own
 // immutable buffers) let the HTTP layer write without copying.

@@ -100,5 +100,7 @@
 // chunk buffer itself, which is never modified once published. Each fill
 // has its own mutex for its progress, which readers wait on through a
 // channel closed at every write (so a waiting reader honours its context
-// without a goroutine).
+// without a goroutine). Fill.Wait waits on another channel, closed once when
+// the fill commits or fails: a reader reaches the last byte of a body of
+// known size before the commit publishes its version and digests.
 package cache

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -16,7 +17,7 @@ import (
 // Write, Commit and Abort are safe to call from different goroutines (they
 // are serialized), but the body must be written in order, so one goroutine
 // (the leader) normally does all three. Every fill must end with Commit or
-// Abort, or its readers wait until their context ends.
+// Abort, or its readers and waiters (Wait) wait until their context ends.
 type Fill struct {
 	s        *Store
 	v        *version
@@ -40,13 +41,54 @@ type Fill struct {
 	done    bool       // committed or failed
 	err     error      // why it failed (errors.Is ErrFillFailed), nil if committed
 	wait    chan struct{}
+	// endedCh is closed when done is set (Wait). Made by StartFill: a
+	// fill is never copied.
+	endedCh chan struct{}
 }
 
 // failed marks a fill that was never registered as failed from the start.
 func (f *Fill) failed(err error) *Fill {
 	f.err = fmt.Errorf("%w: %w", ErrFillFailed, err)
-	f.done = true
+	f.endLocked()
 	return f
+}
+
+// endLocked marks the fill done (committed, detached by a purge, or
+// failed) and wakes its readers and waiters. Called with f.mu held (or
+// before the fill is shared).
+func (f *Fill) endLocked() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.notifyLocked()
+	close(f.endedCh)
+}
+
+// Wait blocks until the fill ends and returns the version it committed:
+// complete, with the SHA-256 of every chunk. The version may have been
+// replaced or purged since (Store.Lookup tells what is stored now). If the
+// fill did not commit, Wait returns why: ErrFillFailed wrapping the cause
+// (the origin's error, ErrTooLarge, ErrClosed...) or ErrPurged (purged
+// before it was published). It returns ctx's error if ctx ends first.
+//
+// A reader reaches the end of a body of known size as soon as its last
+// byte is written, before the commit publishes the version and its
+// digests: wait for the commit with Wait, not with a reader.
+func (f *Fill) Wait(ctx context.Context) (ObjectInfo, error) {
+	select {
+	case <-f.endedCh:
+	case <-ctx.Done():
+		return ObjectInfo{}, ctx.Err()
+	}
+	if err := f.Err(); err != nil {
+		return ObjectInfo{}, err
+	}
+	info := f.Info()
+	if !info.Complete {
+		return ObjectInfo{}, fmt.Errorf("cache: %q: %w", info.Key, ErrPurged)
+	}
+	return info, nil
 }
 
 // Info describes the fill's version: complete once committed, with the
@@ -309,8 +351,7 @@ func (f *Fill) Commit() error {
 		s.runCleanup(&c)
 		// Detached: its readers read to the end, but nothing is stored.
 		f.mu.Lock()
-		f.done = true
-		f.notifyLocked()
+		f.endLocked()
 		f.mu.Unlock()
 		return fmt.Errorf("cache: committing %q: %w", v.key, ErrPurged)
 	}
@@ -341,8 +382,7 @@ func (f *Fill) Commit() error {
 	s.runCleanup(&c)
 
 	f.mu.Lock()
-	f.done = true
-	f.notifyLocked()
+	f.endLocked()
 	f.mu.Unlock()
 	return nil
 }
@@ -404,10 +444,9 @@ func (f *Fill) failLocked(err error) error {
 		f.file = nil
 	}
 	f.mu.Lock()
-	f.done = true
 	f.err = ferr
 	f.cur = nil
-	f.notifyLocked()
+	f.endLocked()
 	f.mu.Unlock()
 	s, v := f.s, f.v
 	var c cleanup

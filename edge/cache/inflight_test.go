@@ -1,10 +1,13 @@
 package cache
 
 import (
+	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestLookupOrInFlight: the stored version, else the fill in flight, read
@@ -64,4 +67,111 @@ func TestLookupOrInFlight(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestFillWait: Wait returns when the fill ends, with the committed
+// version and every digest, or why it did not commit.
+func TestFillWait(t *testing.T) {
+	s := openStore(t, Options{ChunkBytes: 1024, MaxObjectBytes: 1 << 20})
+	defer s.Close()
+	ctx := context.Background()
+
+	// Committed: waiters started before the end all get the version.
+	body := content("w", 2500)
+	f, _ := s.StartFill("w", int64(len(body)), 0, []byte("m"))
+	got := make(chan ObjectInfo, 3)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			info, err := f.Wait(ctx)
+			if err != nil {
+				t.Errorf("Wait on a committed fill: %v", err)
+			}
+			got <- info
+		}()
+	}
+	if _, err := f.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	// Every byte is readable now, but the version is not published:
+	// Wait must not return yet.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	if _, err := f.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait before Commit = %v, want the context's deadline", err)
+	}
+	cancel()
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(got)
+	stored, err := s.Lookup("w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for info := range got {
+		if !info.Complete || info.Version != stored.Version || info.Size != 2500 || len(info.ChunkSHA256) != 3 ||
+			info.ChunkSHA256[2] != sha256.Sum256(body[2048:]) {
+			t.Errorf("Wait = %+v, want the committed version %d with 3 digests", info, stored.Version)
+		}
+	}
+	// After the end, Wait returns at once, replaced or not.
+	fillObject(t, s, "w", content("w2", 10), true, 10)
+	if info, err := f.Wait(ctx); err != nil || info.Version != stored.Version {
+		t.Errorf("Wait after a replacement = %d, %v; want version %d", info.Version, err, stored.Version)
+	}
+
+	cause := errors.New("origin reset")
+	tests := []struct {
+		name string
+		run  func() *Fill
+		want []error
+	}{
+		{"aborted", func() *Fill {
+			f, _ := s.StartFill("a", 10, 0, nil)
+			f.Write([]byte("12345"))
+			f.Abort(cause)
+			return f
+		}, []error{ErrFillFailed, cause}},
+		{"too large up front", func() *Fill {
+			f, _ := s.StartFill("big", 2<<20, 0, nil)
+			return f
+		}, []error{ErrFillFailed, ErrTooLarge}},
+		{"grew too large", func() *Fill {
+			f, _ := s.StartFill("grew", -1, 0, nil)
+			f.Write(make([]byte, 1<<20))
+			f.Write(make([]byte, 1))
+			return f
+		}, []error{ErrFillFailed, ErrTooLarge}},
+		{"purged", func() *Fill {
+			f, _ := s.StartFill("p", 5, 0, nil)
+			f.Write([]byte("12345"))
+			s.Purge("p")
+			f.Commit()
+			return f
+		}, []error{ErrPurged}},
+	}
+	for _, tt := range tests {
+		f := tt.run()
+		_, err := f.Wait(ctx)
+		for _, want := range tt.want {
+			if !errors.Is(err, want) {
+				t.Errorf("%s: Wait = %v, want errors.Is %v", tt.name, err, want)
+			}
+		}
+	}
+
+	// A closed store fails the fills in flight.
+	f, _ = s.StartFill("c", 5, 0, nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.Wait(ctx)
+		done <- err
+	}()
+	s.Close()
+	if err := <-done; !errors.Is(err, ErrFillFailed) || !errors.Is(err, ErrClosed) {
+		t.Errorf("Wait across Close = %v, want ErrFillFailed and ErrClosed", err)
+	}
 }

@@ -334,7 +334,7 @@ func (s *Store) StartFill(key string, size int64, chunkBytes int, httpMeta []byt
 		key: key, id: xxhash.Sum64String(key), chunkBytes: chunkBytes, storedAt: time.Now(),
 		size: size, http: bytes.Clone(httpMeta),
 	}
-	f = &Fill{s: s, v: v, declared: size, onDisk: s.disk != nil, maxBytes: s.maxObjectBytes}
+	f = &Fill{s: s, v: v, declared: size, onDisk: s.disk != nil, maxBytes: s.maxObjectBytes, endedCh: make(chan struct{})}
 	v.memOnly = s.disk == nil
 	switch {
 	case chunkBytes < 0 || chunkBytes > maxFillChunkBytes:
