@@ -27,9 +27,10 @@ type conn struct {
 	id       uint64
 	ip       netip.Addr
 	loc      region.Locality
-	eligible bool   // located in a region this box serves
-	origin   string // the browser's Origin, "" for native clients
-	site     *siteInfo
+	eligible bool      // located in the region this box serves; guarded by Coordinator.mu once registered
+	origin   string    // the browser's Origin, "" for native clients
+	host     string    // the Host of the upgrade request
+	site     *siteInfo // guarded by Coordinator.mu once registered
 	opened   time.Time
 
 	// Guarded by Coordinator.mu.
@@ -137,7 +138,7 @@ func (c *conn) writeFrames(frames [][]byte) {
 // queue exceeds max_send_queue_bytes is shut down: its reader is too slow
 // to keep up.
 func (c *conn) queueLocked(b []byte) {
-	if len(c.out)+len(b) > int(c.co.cfg.MaxSendQueueBytes) {
+	if len(c.out)+len(b) > int(c.co.set.Load().cfg.MaxSendQueueBytes) {
 		c.co.tel.reject(reasonSlowReader)
 		c.co.log.Warn("peerassist: closing a signaling socket whose reader is too slow",
 			"client.address", c.ip.String(), "queued_bytes", len(c.out)+len(b))
@@ -284,7 +285,7 @@ func (c *conn) release() {
 // control frames and hands complete messages to the coordinator. It
 // returns false when the connection must be released now.
 func (c *conn) onBytes(h *handlerCtx, data []byte) bool {
-	maxMsg := int(c.co.cfg.MaxMessageBytes)
+	maxMsg := int(c.co.set.Load().cfg.MaxMessageBytes)
 	if len(c.rbuf) > 0 {
 		c.rbuf = append(c.rbuf, data...)
 		data = c.rbuf
@@ -373,7 +374,7 @@ func (c *conn) message(h *handlerCtx, msg []byte) bool {
 	if !c.isOpen() {
 		return true // closing: drain and ignore
 	}
-	cfg := &c.co.cfg
+	cfg := &c.co.set.Load().cfg
 	now := c.co.clock()
 	burst := float64(cfg.MessageBurst)
 	c.tokens = min(burst, c.tokens+float64(now-c.tokAt)*cfg.MessagesPerSecond/1e9)

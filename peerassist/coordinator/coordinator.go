@@ -84,13 +84,9 @@ type AdmitFunc func(s SessionInfo, urgent bool) (ok bool, retryAfter time.Durati
 // Its zero value is not usable: create it with New. It is safe for
 // concurrent use. Close (or Shutdown) releases every socket and goroutine.
 type Coordinator struct {
-	cfg     config.PeerAssist
-	region  string
 	locator Locator
 	addrOf  func(*fasthttp.RequestCtx) netip.Addr
 	log     *slog.Logger
-	sites   siteTable
-	origins map[string]bool
 	start   time.Time
 	seed    uint64
 	noEpoll bool
@@ -99,10 +95,10 @@ type Coordinator struct {
 	// newLimiter makes the Limiter of a session that has none.
 	newLimiter atomic.Pointer[NewLimiterFunc]
 
-	// Limits derived from cfg.
-	offerMaxAge time.Duration
-	peerTimeout time.Duration
-	intervalSec int
+	// set holds the configuration; Reload swaps it whole (under mu, so
+	// that code holding mu sees one). Read it once per message or
+	// upgrade: a load, no lock.
+	set atomic.Pointer[settings]
 
 	mu       sync.Mutex // guards everything below and swarm/peer/session fields marked "mu"
 	closed   bool
@@ -139,26 +135,20 @@ func New(o Options) (*Coordinator, error) {
 		return nil, fmt.Errorf("coordinator: invalid configuration: %w", err)
 	}
 	co := &Coordinator{
-		cfg:         o.Config,
-		region:      o.Region,
-		locator:     o.Locator,
-		addrOf:      o.ClientAddr,
-		log:         o.Logger,
-		sites:       newSiteTable(o.Sites),
-		origins:     map[string]bool{},
-		start:       time.Now(),
-		seed:        o.Seed,
-		noEpoll:     o.NoEpoll,
-		offerMaxAge: o.Config.OfferMaxAge.D(),
-		peerTimeout: o.Config.PeerTimeout.D(),
-		intervalSec: int((o.Config.AnnounceInterval.D() + time.Second - 1) / time.Second),
-		swarms:      map[swarmKey]*swarm{},
-		conns:       map[*conn]struct{}{},
-		perIP:       map[netip.Addr]int{},
-		bans:        map[banKey]time.Time{},
-		byRegion:    map[string]int{},
-		stop:        make(chan struct{}),
+		locator:  o.Locator,
+		addrOf:   o.ClientAddr,
+		log:      o.Logger,
+		start:    time.Now(),
+		seed:     o.Seed,
+		noEpoll:  o.NoEpoll,
+		swarms:   map[swarmKey]*swarm{},
+		conns:    map[*conn]struct{}{},
+		perIP:    map[netip.Addr]int{},
+		bans:     map[banKey]time.Time{},
+		byRegion: map[string]int{},
+		stop:     make(chan struct{}),
 	}
+	co.set.Store(newSettings(o.Config, o.Sites, o.Region))
 	if co.log == nil {
 		co.log = slog.Default()
 	}
@@ -174,9 +164,6 @@ func New(o Options) (*Coordinator, error) {
 		for _, x := range b {
 			co.seed = co.seed<<8 | uint64(x)
 		}
-	}
-	for _, o := range o.Config.AllowedOrigins {
-		co.origins[o] = true
 	}
 	tel, err := newTelemetry(co)
 	if err != nil {

@@ -232,10 +232,11 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 	}
 	c.lastInfoHash = req.InfoHash
 
+	st := co.set.Load()
 	// The site: the page's Origin (or Host) unless the client names one.
 	site := c.site
 	if req.Site != "" {
-		named := co.sites.byName[req.Site]
+		named := st.sites.byName[req.Site]
 		switch {
 		case named == nil:
 			h.refuse(co, c, reasonBadSite, "unknown x_site "+strconv.Quote(req.Site))
@@ -310,12 +311,12 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 		co.swarms[key] = sw
 	}
 	if p == nil {
-		if len(c.peers) >= co.cfg.MaxSwarmsPerConnection {
+		if len(c.peers) >= st.cfg.MaxSwarmsPerConnection {
 			if len(sw.peers) == 0 && len(sw.accused) == 0 {
 				delete(co.swarms, key)
 			}
 			h.refuse(co, c, reasonTooManySwarms, "too many swarms on one connection (at most "+
-				strconv.Itoa(co.cfg.MaxSwarmsPerConnection)+")")
+				strconv.Itoa(st.cfg.MaxSwarmsPerConnection)+")")
 			return
 		}
 		p = &peer{id: req.PeerID, idJSON: req.PeerID.AppendJSON(nil), sw: sw, c: c, site: site, have: max(req.Have, 0)}
@@ -325,6 +326,8 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 		co.byRegion[key.region]++
 		co.tel.span("peerassist.join", c, sw, attribute.String("peerassist.peer_id", p.id.String()))
 	} else {
+		// The site of its latest announce (a reload may have moved it).
+		p.site = site
 		if req.Have >= 0 {
 			p.have = req.Have
 		}
@@ -345,7 +348,7 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 	co.reply(c, h, sw, sess)
 
 	if len(req.Offers) > 0 {
-		co.relayOffers(c, h, p)
+		co.relayOffers(c, h, p, st)
 	}
 }
 
@@ -369,7 +372,7 @@ func seedState(req *signal.Request) (seed, known bool) {
 // reply queues the announce reply.
 func (co *Coordinator) reply(c *conn, h *handlerCtx, sw *swarm, sess *session) {
 	h.resp = signal.Response{Kind: signal.KindAnnounce, Action: signal.ActionAnnounce, InfoHash: h.req.InfoHash,
-		HasInfoHash: true, Interval: co.intervalSec, Session: sess.id}
+		HasInfoHash: true, Interval: co.set.Load().intervalSec, Session: sess.id}
 	if sw != nil {
 		h.resp.Complete, h.resp.Incomplete = int64(sw.complete), int64(sw.incomplete())
 	}
@@ -377,9 +380,9 @@ func (co *Coordinator) reply(c *conn, h *handlerCtx, sw *swarm, sess *session) {
 }
 
 // relayOffers sends the announce's offers to the best-ranked peers.
-func (co *Coordinator) relayOffers(c *conn, h *handlerCtx, p *peer) {
+func (co *Coordinator) relayOffers(c *conn, h *handlerCtx, p *peer, st *settings) {
 	req := &h.req
-	want := min(len(req.Offers), co.cfg.MaxOffers)
+	want := min(len(req.Offers), st.cfg.MaxOffers)
 	if req.NumWant >= 0 {
 		want = min(want, req.NumWant)
 	}
@@ -389,7 +392,7 @@ func (co *Coordinator) relayOffers(c *conn, h *handlerCtx, p *peer) {
 	for i, t := range cands {
 		o := &req.Offers[i]
 		h.sendRelay(t.c, false, o.SDP, o.RawID, p.idJSON, p.sw.ihJSON)
-		t.addPending(pendingOffer{offerID: o.ID, from: p.id, fromC: c.id, atSec: nowSec}, co.cfg.MaxPendingOffers)
+		t.addPending(pendingOffer{offerID: o.ID, from: p.id, fromC: c.id, atSec: nowSec}, st.cfg.MaxPendingOffers)
 		t.remember(p.id)
 		p.remember(t.id)
 		co.tel.offers.Add(1)
@@ -452,8 +455,8 @@ func (co *Coordinator) relayAnswer(c *conn, h *handlerCtx) {
 	// Keep the capacity: a peer that answers gets offers again soon. The
 	// sweeper drops empty tables of quiet peers.
 	q.pending = append(q.pending[:idx], q.pending[idx+1:]...)
-	if time.Duration(co.nowSec()-po.atSec)*time.Second > co.offerMaxAge {
-		h.refuse(co, c, reasonExpiredOffer, "answer to an offer older than "+co.offerMaxAge.String())
+	if maxAge := co.set.Load().offerMaxAge; time.Duration(co.nowSec()-po.atSec)*time.Second > maxAge {
+		h.refuse(co, c, reasonExpiredOffer, "answer to an offer older than "+maxAge.String())
 		return
 	}
 	target := sw.peers[req.ToPeerID]
@@ -477,7 +480,7 @@ func (co *Coordinator) scrape(c *conn, h *handlerCtx) {
 		h.failure(c, signal.ActionScrape, nil, "invalid info_hash: scrape needs one or more info_hash")
 		return
 	}
-	h.resp = signal.Response{Kind: signal.KindScrape, Action: signal.ActionScrape, MinRequestInterval: co.intervalSec,
+	h.resp = signal.Response{Kind: signal.KindScrape, Action: signal.ActionScrape, MinRequestInterval: co.set.Load().intervalSec,
 		Files: h.resp.Files[:0]}
 	co.mu.Lock()
 	for _, ih := range req.InfoHashes {

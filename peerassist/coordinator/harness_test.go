@@ -75,8 +75,10 @@ func testConfig() config.PeerAssist {
 	return c
 }
 
-func startEdge(t *testing.T, cfg config.PeerAssist, mod func(*Options)) *testEdge {
-	t.Helper()
+// testSites are the sites of startEdge: video (video.example), open
+// (open.example, across ISPs) and off (off.example, peer assistance
+// disabled).
+func testSites() []config.Site {
 	site := config.NewSite("video", "http://origin.invalid")
 	site.Hosts = []string{"video.example"}
 	open := config.NewSite("open", "http://origin.invalid")
@@ -86,7 +88,12 @@ func startEdge(t *testing.T, cfg config.PeerAssist, mod func(*Options)) *testEdg
 	off.Hosts = []string{"off.example"}
 	no := false
 	off.PeerAssist.Enabled = &no
-	o := Options{Config: cfg, Sites: []config.Site{site, open, off}, Locator: LocatorFunc(fakeLocate), Seed: 1, Pollers: 2,
+	return []config.Site{site, open, off}
+}
+
+func startEdge(t *testing.T, cfg config.PeerAssist, mod func(*Options)) *testEdge {
+	t.Helper()
+	o := Options{Config: cfg, Sites: testSites(), Locator: LocatorFunc(fakeLocate), Seed: 1, Pollers: 2,
 		Logger:        slog.New(slog.DiscardHandler),
 		SweepInterval: 50 * time.Millisecond}
 	if mod != nil {
@@ -115,6 +122,9 @@ func startEdge(t *testing.T, cfg config.PeerAssist, mod func(*Options)) *testEdg
 	e := &testEdge{t: t, co: co, srv: srv, url: "ws://" + ln.Addr().String() + "/pa/v1/announce"}
 	t.Cleanup(func() {
 		_ = srv.Shutdown()
+		// Shutdown misses a Serve that has not begun yet (a test that
+		// never connects): the closed listener ends it.
+		ln.Close()
 		<-done
 		co.Close()
 	})

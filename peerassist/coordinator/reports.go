@@ -62,7 +62,8 @@ func (co *Coordinator) applyReport(c *conn, h *handlerCtx, s *session, p *peer, 
 	s.lastReport = time.Now()
 
 	now := time.Now()
-	window := co.cfg.BadChunkWindow.D()
+	cfg := &co.set.Load().cfg
+	window := cfg.BadChunkWindow.D()
 	for _, bc := range r.BadChunks {
 		if bc.PeerID == p.id {
 			continue
@@ -90,7 +91,7 @@ func (co *Coordinator) applyReport(c *conn, h *handlerCtx, s *session, p *peer, 
 		if !known {
 			s.accusations = append(s.accusations, accused{sw: sw.key, id: bc.PeerID, at: now})
 		}
-		if len(s.accusations) > co.cfg.MaxAccusations {
+		if len(s.accusations) > cfg.MaxAccusations {
 			co.tel.reject(reasonFalseAccuser)
 			co.log.Warn("peerassist: dropping a false accuser from its swarm",
 				"client.address", c.ip.String(), "accused_peers", len(s.accusations))
@@ -110,7 +111,7 @@ func (co *Coordinator) applyReport(c *conn, h *handlerCtx, s *session, p *peer, 
 			sw.accused = map[signal.ID][]accusation{}
 		}
 		sw.accused[bc.PeerID] = kept2
-		if len(kept2) >= co.cfg.BadChunkReporters {
+		if len(kept2) >= cfg.BadChunkReporters {
 			delete(sw.accused, bc.PeerID)
 			if bad := sw.peers[bc.PeerID]; bad != nil {
 				co.drop(bad, "chunks failed verification")
@@ -126,8 +127,9 @@ func (co *Coordinator) drop(p *peer, why string) {
 	if sw == nil {
 		return
 	}
-	until := time.Now().Add(co.cfg.BanDuration.D())
-	if co.cfg.BanDuration > 0 {
+	ban := co.set.Load().cfg.BanDuration
+	until := time.Now().Add(ban.D())
+	if ban > 0 {
 		co.bans[banKey{sw.key, p.c.ip}] = until
 	}
 	co.tel.span("peerassist.drop", p.c, sw, attribute.String("peerassist.peer_id", p.id.String()),

@@ -65,6 +65,17 @@ func (t *siteTable) forHost(host string) *siteInfo {
 	return t.catchAll
 }
 
+// refresh returns the site of this table that replaces old (one of an
+// earlier table), found by name; def when old is nil or gone.
+func (t *siteTable) refresh(old, def *siteInfo) *siteInfo {
+	if old != nil {
+		if s := t.byName[old.name]; s != nil {
+			return s
+		}
+	}
+	return def
+}
+
 // forRequest resolves the site of an upgrade request: a browser's page is
 // named by its Origin; a native client by the Host it connected to.
 func (t *siteTable) forRequest(origin, host string) *siteInfo {

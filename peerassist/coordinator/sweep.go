@@ -11,7 +11,8 @@ const closingGrace = 2 * time.Second
 // sweep runs once per sweep interval.
 func (co *Coordinator) sweep(now time.Time) {
 	clock := co.clock()
-	timeout := int64(co.peerTimeout)
+	st := co.set.Load()
+	timeout := int64(st.peerTimeout)
 	pingAfter := timeout / 3
 	var pings, dead, cut []*conn
 	co.mu.Lock()
@@ -31,7 +32,7 @@ func (co *Coordinator) sweep(now time.Time) {
 	}
 	// Offers that can no longer be answered.
 	nowSec := co.nowSec()
-	maxAge := uint32(co.offerMaxAge / time.Second)
+	maxAge := uint32(st.offerMaxAge / time.Second)
 	for _, sw := range co.swarms {
 		for _, p := range sw.peers {
 			if len(p.pending) == 0 {
@@ -50,7 +51,7 @@ func (co *Coordinator) sweep(now time.Time) {
 				p.pending = kept
 			}
 		}
-		window := co.cfg.BadChunkWindow.D()
+		window := st.cfg.BadChunkWindow.D()
 		for id, list := range sw.accused {
 			if len(list) == 0 || now.Sub(list[len(list)-1].at) > window {
 				delete(sw.accused, id)
@@ -70,7 +71,7 @@ func (co *Coordinator) sweep(now time.Time) {
 	// Sessions whose socket has been gone for peer_timeout.
 	co.mu.Lock()
 	co.sessions.Range(func(id, v any) bool {
-		if s := v.(*session); s.c == nil && now.Sub(s.detachedAt) > co.peerTimeout {
+		if s := v.(*session); s.c == nil && now.Sub(s.detachedAt) > st.peerTimeout {
 			co.sessions.Delete(id)
 			co.sessionCount.Add(-1)
 		}

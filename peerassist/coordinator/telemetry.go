@@ -58,11 +58,10 @@ type telemetry struct {
 	answers    atomic.Int64
 	rejected   [numReasons]atomic.Int64
 	edgeServed atomic.Int64
-	traceRatio float64
 }
 
 func newTelemetry(co *Coordinator) (*telemetry, error) {
-	t := &telemetry{co: co, tracer: otel.Tracer(instrumentation), traceRatio: co.cfg.RelayTraceRatio}
+	t := &telemetry{co: co, tracer: otel.Tracer(instrumentation)}
 	m := otel.Meter(instrumentation)
 	peers, err := m.Int64ObservableGauge("peerassist.peers", metric.WithDescription("Peers in swarms, by region."), metric.WithUnit("{peer}"))
 	if err != nil {
@@ -135,7 +134,8 @@ func (t *telemetry) reject(r rejectReason) { t.rejected[r].Add(1) }
 
 // sampleRelay decides whether one relay gets a span.
 func (t *telemetry) sampleRelay(rng *rand.Rand) bool {
-	return t.traceRatio > 0 && rng.Float64() < t.traceRatio
+	ratio := t.co.set.Load().cfg.RelayTraceRatio
+	return ratio > 0 && rng.Float64() < ratio
 }
 
 // span records an instant span about a swarm event (join, leave, relay,

@@ -17,7 +17,8 @@ import (
 // and takes the socket from fasthttp. Refusals are plain HTTP errors with a
 // message.
 func (co *Coordinator) Handler(ctx *fasthttp.RequestCtx) {
-	if !co.cfg.Enabled {
+	st := co.set.Load()
+	if !st.cfg.Enabled {
 		ctx.Error("peer assistance is disabled on this edge", fasthttp.StatusNotFound)
 		return
 	}
@@ -44,7 +45,7 @@ func (co *Coordinator) Handler(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	origin := string(h.Peek("Origin"))
-	if origin != "" && len(co.origins) > 0 && !co.origins[origin] {
+	if origin != "" && len(st.origins) > 0 && !st.origins[origin] {
 		co.tel.reject(reasonOrigin)
 		ctx.Error("origin "+strconv.Quote(origin)+" is not allowed to use this edge's peer assistance", fasthttp.StatusForbidden)
 		return
@@ -56,7 +57,7 @@ func (co *Coordinator) Handler(ctx *fasthttp.RequestCtx) {
 		ctx.Error(msg, status)
 		return
 	}
-	site := co.sites.forRequest(origin, string(h.Host()))
+	host := string(h.Host())
 	loc := co.locator.Locate(ip)
 
 	ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols)
@@ -66,7 +67,7 @@ func (co *Coordinator) Handler(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.SetNoDefaultContentType(true)
 	ctx.Response.SkipBody = true
 	ctx.Hijack(func(nc net.Conn) {
-		co.attach(nc, ip, loc, origin, site)
+		co.attach(nc, ip, loc, origin, host)
 	})
 }
 
@@ -84,12 +85,13 @@ func (co *Coordinator) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 func (co *Coordinator) admitConn(ip netip.Addr) (bool, int, string) {
 	co.mu.Lock()
 	defer co.mu.Unlock()
+	cfg := &co.set.Load().cfg
 	switch {
 	case co.closed || co.draining:
 		return false, fasthttp.StatusServiceUnavailable, "the coordinator is shutting down"
-	case len(co.conns) >= co.cfg.MaxConnections:
+	case len(co.conns) >= cfg.MaxConnections:
 		return false, fasthttp.StatusServiceUnavailable, "too many signaling connections on this edge"
-	case co.perIP[ip] >= co.cfg.MaxConnectionsPerIP:
+	case co.perIP[ip] >= cfg.MaxConnectionsPerIP:
 		return false, fasthttp.StatusTooManyRequests, "too many signaling connections from " + ip.String()
 	}
 	return true, 0, ""
@@ -113,10 +115,8 @@ func headerHasToken(v []byte, token string) bool {
 }
 
 // attach runs on fasthttp's hijack goroutine after the 101 was written.
-func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, origin string, site *siteInfo) {
-	c := &conn{co: co, ip: ip, loc: loc, origin: origin, site: site, opened: time.Now(), fd: -1,
-		tokens: float64(co.cfg.MessageBurst)}
-	c.eligible = loc.Known && loc.Region != "" && (co.region == "" || loc.Region == co.region)
+func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, origin, host string) {
+	c := &conn{co: co, ip: ip, loc: loc, origin: origin, host: host, opened: time.Now(), fd: -1}
 	c.tokAt = co.clock()
 	c.lastRecv.Store(c.tokAt)
 
@@ -147,15 +147,21 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 	}
 
 	// Register, re-checking the caps: concurrent upgrades may have passed
-	// admitConn together.
+	// admitConn together. The site, eligibility and tokens come from the
+	// settings in force under the lock, which Reload also takes to resolve
+	// registered connections again.
 	co.mu.Lock()
+	st := co.set.Load()
+	c.site = st.sites.forRequest(origin, host)
+	c.eligible = st.eligible(c)
+	c.tokens = float64(st.cfg.MessageBurst)
 	refused, code := "", closePolicy
 	switch {
 	case co.closed || co.draining:
 		refused, code = "server shutting down", closeGoingAway
-	case len(co.conns) >= co.cfg.MaxConnections:
+	case len(co.conns) >= st.cfg.MaxConnections:
 		refused = "too many signaling connections on this edge"
-	case co.perIP[ip] >= co.cfg.MaxConnectionsPerIP:
+	case co.perIP[ip] >= st.cfg.MaxConnectionsPerIP:
 		refused = "too many signaling connections from your address"
 	}
 	if refused == "" {
