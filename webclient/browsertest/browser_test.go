@@ -32,6 +32,7 @@ type pageState struct {
 		SessionID            string  `json:"sessionId"`
 		P2P                  string  `json:"p2p"`
 		BitrateBps           int64   `json:"bitrateBps"`
+		EdgeRefusals         int     `json:"edgeRefusals"`
 	} `json:"s"`
 	Time float64 `json:"t"`
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerassist/edgebox/config"
 	"github.com/peerassist/edgebox/edge/app"
 	"github.com/peerassist/edgebox/origin/demo"
 	"github.com/peerassist/edgebox/peerassist/coordinator"
@@ -26,8 +27,10 @@ type Edge struct {
 	App         *app.App
 }
 
-// StartEdge starts an Edge that stops when the test ends.
-func StartEdge(t testing.TB) *Edge {
+// StartEdge starts an Edge that stops when the test ends. Tweaks change
+// the demo's configuration before it starts (a test of the policy under
+// load sets the edge's capacity); without any it is exactly the demo's.
+func StartEdge(t testing.TB, tweaks ...func(*config.Config)) *Edge {
 	t.Helper()
 	o, err := app.StartDemoOrigin(nil)
 	if err != nil {
@@ -36,6 +39,12 @@ func StartEdge(t testing.TB) *Edge {
 	t.Cleanup(func() { o.Close() })
 	cfg := app.DemoConfig(o.URL(), "127.0.0.1:0")
 	cfg.AdminListen = ""
+	for _, f := range tweaks {
+		f(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("edge config: %v", err)
+	}
 	a, err := app.Start(&cfg, app.Options{})
 	if err != nil {
 		t.Fatal(err)
