@@ -65,6 +65,7 @@ type table struct {
 	// (36 MB for a full table) but makes lookups faster than bart.Table's.
 	prefixes bart.Fast[ref]
 	answers  []answer
+	unlisted answer // for addresses in no prefix: the default subnet sizes
 	regions  []string // regions[0] == ""
 	sources  []string // label of each layer: database paths, then "config"
 
@@ -156,6 +157,7 @@ func build(cfg config.Region, baseDir string) (*table, error) {
 		subnetBits6: uint8(cfg.SubnetBitsV6),
 		cfg:         cloneRegion(cfg),
 	}
+	t.unlisted = answer{subnetBits4: t.subnetBits4, subnetBits6: t.subnetBits6}
 	if strings.EqualFold(cfg.ClientIPHeader, config.HeaderForwarded) {
 		t.clientIPHeader = config.HeaderForwarded
 	} else {

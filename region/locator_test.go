@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"go4.org/netipx"
 
 	"github.com/peerassist/edgebox/config"
 )
@@ -201,6 +205,106 @@ func TestNewErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLocateAgreesWithTable checks Locate's prefix and subnet against the
+// prefix table's own longest-prefix match and netip on random v4 and v6
+// addresses over a random table with prefixes of every length.
+func TestLocateAgreesWithTable(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var tsv strings.Builder
+	for i := 0; i < 3000; i++ {
+		var from, to netip.Addr
+		if i%3 == 0 {
+			var a [16]byte
+			a[0], a[1], a[2] = 0x20, 0x01, byte(rng.IntN(4))
+			for j := 3; j < 16; j++ {
+				a[j] = byte(rng.Uint32())
+			}
+			p, _ := netip.AddrFrom16(a).Prefix(24 + rng.IntN(105))
+			from, to = p.Addr(), netipx.PrefixLastIP(p)
+		} else {
+			p, _ := u32Addr(rng.Uint32N(4 << 24)).Prefix(8 + rng.IntN(25))
+			from, to = p.Addr(), netipx.PrefixLastIP(p)
+		}
+		fmt.Fprintf(&tsv, "%s\t%s\t%d\tZZ\tAS%d\n", from, to, 1+i%50, 1+i%50)
+	}
+	writeFile(t, dir, "rand.tsv", tsv.String())
+	cfg := baseRegion()
+	cfg.SubnetBitsV4, cfg.SubnetBitsV6 = 27, 60
+	cfg.Sources = []config.RegionSource{{Path: "rand.tsv"}}
+	cfg.Regions = []config.RegionDef{{Name: "r", ASNs: []config.ASNDef{{ASN: 1}, {ASN: 2, SubnetBitsV4: 32, SubnetBitsV6: 128}}}}
+	l, err := New(cfg, Options{BaseDir: dir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tbl := l.table.Load()
+	var hits [2][2]int // [v6][found]
+	for i := 0; i < 20000; i++ {
+		var ip netip.Addr
+		if i%2 == 0 {
+			ip = u32Addr(rng.Uint32N(8 << 24))
+		} else {
+			var a [16]byte
+			a[0], a[1], a[2] = 0x20, 0x01, byte(rng.IntN(8))
+			for j := 3; j < 16; j++ {
+				a[j] = byte(rng.Uint32())
+			}
+			ip = netip.AddrFrom16(a)
+		}
+		got := l.Locate(ip)
+		lpm, r, ok := tbl.prefixes.LookupPrefixLPM(netip.PrefixFrom(ip, ip.BitLen()))
+		hits[i%2][b2i(ok)]++
+		wantSub := cfg.SubnetBitsV4
+		if ip.Is6() {
+			wantSub = cfg.SubnetBitsV6
+		}
+		if ok {
+			a := tbl.answers[r.answer()]
+			if got.Prefix != lpm || got.ASN != a.asn || got.ISP != a.isp || got.Known != (a.region != 0) {
+				t.Fatalf("Locate(%s) = %+v, want prefix %s, AS%d %q, known %v", ip, got, lpm, a.asn, a.isp, a.region != 0)
+			}
+			wantSub = int(a.subnetBits4)
+			if ip.Is6() {
+				wantSub = int(a.subnetBits6)
+			}
+		} else if got.Prefix.IsValid() || got.ASN != 0 || got.Known {
+			t.Fatalf("Locate(%s) = %+v, want no prefix and no AS", ip, got)
+		}
+		if sub, _ := ip.Prefix(wantSub); got.Subnet != sub {
+			t.Fatalf("Locate(%s).Subnet = %s, want %s", ip, got.Subnet, sub)
+		}
+	}
+	for v, h := range hits {
+		if h[0] < 1000 || h[1] < 1000 {
+			t.Errorf("IPv%d probes: %d found, %d not: want both sides covered", 4+2*v, h[1], h[0])
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestPrefix4(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 1000; i++ {
+		u := rng.Uint32()
+		if i < 2 {
+			u = uint32(i) * math.MaxUint32 // 0 and all ones
+		}
+		for bits := 0; bits <= 32; bits++ {
+			want, _ := u32Addr(u).Prefix(bits)
+			if got := prefix4(u, bits); got != want {
+				t.Fatalf("prefix4(%s, %d) = %s, want %s", u32Addr(u), bits, got, want)
+			}
+		}
 	}
 }
 
