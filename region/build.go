@@ -65,7 +65,7 @@ type table struct {
 	// (36 MB for a full table) but makes lookups faster than bart.Table's.
 	prefixes bart.Fast[ref]
 	answers  []answer
-	unlisted answer // for addresses in no prefix: the default subnet sizes
+	unlisted answer   // for addresses in no prefix: the default subnet sizes
 	regions  []string // regions[0] == ""
 	sources  []string // label of each layer: database paths, then "config"
 
