@@ -175,37 +175,12 @@ func Start(cfg *config.Config, opts Options) (_ *App, err error) {
 // URL is the base URL of the public listener, for a client on this host.
 func (a *App) URL() string { return "http://" + Browsable(a.Addr) }
 
-// Config returns the configuration in force.
+// Config returns the configuration last started or reloaded (settings that
+// change only on restart may differ from what runs: see Reload).
 func (a *App) Config() *config.Config {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.cfg
-}
-
-// Reload applies what can change without a restart: region tables, origins,
-// sites and limits. Listen addresses, cache sizes, peer_assist and policy
-// need a restart (a warning says so when they differ).
-func (a *App) Reload(next *config.Config) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	cur := a.cfg
-	if next.Listen != cur.Listen || next.AdminListen != cur.AdminListen {
-		a.log.Warn("edge: listen addresses change only on restart")
-	}
-	if next.Cache != cur.Cache {
-		a.log.Warn("edge: cache settings change only on restart")
-	}
-	if err := a.Locator.Reload(next.Region); err != nil {
-		return err
-	}
-	if err := a.Pool.Update(next.Origin, next.Sites); err != nil {
-		return err
-	}
-	if err := a.Server.Reload(next); err != nil {
-		return err
-	}
-	a.cfg = next
-	return nil
 }
 
 // Close stops everything in dependency order, giving in-flight responses
