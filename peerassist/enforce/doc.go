@@ -66,8 +66,10 @@
 //     peerassist.swarm.class), peerassist.policy.stopped (gauge),
 //     peerassist.policy.stops (counter by peerassist.policy.reason),
 //     peerassist.policy.refusals (429s, by peerassist.policy.urgent),
-//     peerassist.policy.floor_violations (sessions refused in a tick that
-//     got less than their floor from the edge and peers),
+//     peerassist.policy.floor_violations (sessions refused what they
+//     needed in a tick, an urgent request where they mark them, that got
+//     less than their floor from the edge and peers over the last 6
+//     ticks),
 //     peerassist.policy.pushes and peerassist.policy.tick.duration;
 //   - a log line (info) for every tick that stops sessions.
 package enforce

@@ -39,6 +39,14 @@ const (
 	// bucket and still count as within the floor: a response is admitted
 	// on any positive balance and its size is only known once served.
 	floorDebt = 8 * time.Second
+	// floorMaxDebt bounds the floor bucket's debt. Urgent bytes beyond
+	// the floor (several urgent requests admitted at once on one positive
+	// balance, each charged when served) are debited from it too: a
+	// stopped session's urgent rate then averages its floor, instead of
+	// the bucket recovering in seconds while the excess went unnoticed
+	// into the allowance's bounded debt (QA: 4 parallel 256 KiB urgent
+	// requests a few seconds apart kept the EBU over the cap).
+	floorMaxDebt = 30 * time.Second
 	// allowDebtBursts bounds the allowance bucket's debt (in bursts): a
 	// huge response admitted on a small balance must not lock a session
 	// out for hours; the policy sees the bytes and corrects at the next
@@ -159,6 +167,11 @@ func (l *limiter) servedAt(now time.Duration, url string, bytes int64, urgent bo
 		within = math.Min(b, l.floorBytes+lim.floorBytesPerSec*floorDebt.Seconds())
 		l.floorBytes -= within
 	}
+	if urgent && b > within && lim.floorBytesPerSec > 0 {
+		// Urgent beyond the floor: the bucket carries it as debt, so the
+		// next urgent request waits until the floor has paid for it.
+		l.floorBytes = math.Max(l.floorBytes-(b-within), -lim.floorBytesPerSec*floorMaxDebt.Seconds())
+	}
 	if extra := b - within; extra > 0 && !lim.unlimited {
 		l.allowBytes = math.Max(l.allowBytes-extra, -lim.allowBytesPerSec*lim.burst.Seconds()*allowDebtBursts)
 	}
@@ -193,7 +206,7 @@ func (l *limiter) set(now time.Duration, lim limits) {
 	wasUnlimited := l.lim.unlimited
 	l.lim = lim
 	l.floorBytes = math.Min(l.floorBytes, lim.floorBytesPerSec*floorBurst.Seconds())
-	l.floorBytes = math.Max(l.floorBytes, -lim.floorBytesPerSec*floorDebt.Seconds())
+	l.floorBytes = math.Max(l.floorBytes, -lim.floorBytesPerSec*floorMaxDebt.Seconds())
 	switch {
 	case lim.unlimited:
 		l.allowBytes = 0

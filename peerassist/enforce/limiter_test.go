@@ -57,7 +57,7 @@ func TestLimiterBuckets(t *testing.T) {
 				{at: 0.2, urgent: true, bytes: 0, wantOK: true},               // allowance 10-5+1 = 6 kB
 				{at: 0.3, bytes: 8 * kB, wantOK: true},                        // 7 kB - 8 kB
 				{at: 0.35, urgent: true, wantOK: false, wantRetry: sec(0.05)}, // allowance -0.5 kB
-				{at: 6.5, urgent: true, bytes: 1 * kB, wantOK: true},          // floor back over 0
+				{at: 7, urgent: true, bytes: 1 * kB, wantOK: true},            // floor -65 + 70: back over 0
 			},
 			wantUrgent: 101 * kB, wantExtra: 13 * kB, wantRefused: 1,
 		},
@@ -253,6 +253,76 @@ func TestReasonText(t *testing.T) {
 		got := reasonText(tt.code)
 		if !strings.HasPrefix(got, tt.want) || strings.ContainsAny(got, "\r\n") {
 			t.Errorf("reasonText(%v) = %q, want it to start with %q on one line", tt.code, got, tt.want)
+		}
+	}
+}
+
+// TestLimiterConcurrentUrgent: urgent requests admitted together on one
+// positive floor balance are charged as they are served; what goes beyond
+// the floor and its debt is floor debt too, so a stopped session's urgent
+// rate averages its floor (QA saw 4 parallel 256 KiB requests every few
+// seconds keep the EBU over the cap).
+func TestLimiterConcurrentUrgent(t *testing.T) {
+	lim := limits{floorBytesPerSec: 10 * kB, retryAfter: 5 * time.Second, reason: "stopped"}
+	l := newLimiter("s", lim, zeroClock)
+	for i := range 4 {
+		if ok, _, _ := l.admitAt(0, true); !ok {
+			t.Fatalf("urgent request %d at once refused", i)
+		}
+	}
+	for range 4 {
+		l.servedAt(0, "/seg.ts", 100*kB, true)
+	}
+	// The first response is within the floor (40 kB saved, 60 kB debt);
+	// the other three are beyond it, and the floor bucket carries them
+	// down to its bound (30 s of floor, 300 kB).
+	c := l.counters()
+	if c.urgentBytes != 100*kB || c.extraBytes != 300*kB {
+		t.Errorf("urgent %d, extra %d bytes; want %d, %d", c.urgentBytes, c.extraBytes, 100*kB, 300*kB)
+	}
+	if ok, _, _ := l.admitAt(sec(29), true); ok {
+		t.Error("urgent request admitted 29 s after a 400 kB burst on a 10 kB/s floor")
+	}
+	if ok, _, _ := l.admitAt(sec(30.5), true); !ok {
+		t.Error("urgent request refused once the floor paid the debt")
+	}
+}
+
+// TestShortOfFloor: a floor violation is a refusal of what the session
+// needed while it received less than its floor over the recent ticks, not
+// over one tick.
+func TestShortOfFloor(t *testing.T) {
+	const floorBps = 240_000
+	tick := 5 * time.Second
+	perTick := int64(floorBps / 8 * 5) // bytes at the floor in one tick
+	tests := []struct {
+		name          string
+		marksUrgent   bool
+		got           []int64 // bytes received per tick, oldest first
+		refused       int64
+		urgentRefused int64
+		want          bool
+	}{
+		{"refused urgent, starved", true, []int64{0, 0, perTick / 2}, 3, 3, true},
+		{"refused urgent after a burst", true, []int64{6 * perTick, 0, 0}, 3, 3, false},
+		{"refused non-urgent only, marks urgent", true, []int64{0, 0, 0}, 5, 0, false},
+		{"refused, does not mark urgent, starved", false, []int64{0, perTick / 2}, 2, 0, true},
+		{"not refused", true, []int64{0, 0, 0}, 0, 0, false},
+		{"at the floor", true, []int64{perTick, perTick, perTick}, 1, 1, false},
+	}
+	for _, tt := range tests {
+		var ss sessionState
+		var got bool
+		for i, b := range tt.got {
+			ss.refused, ss.urgentRefused = 0, 0
+			if i == len(tt.got)-1 {
+				ss.refused, ss.urgentRefused = tt.refused, tt.urgentRefused
+			}
+			o := policy.SessionObs{EdgeUrgentBytes: b, MarksUrgent: tt.marksUrgent}
+			got = ss.shortOfFloor(&o, tick, floorBps)
+		}
+		if got != tt.want {
+			t.Errorf("%s: short of floor %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

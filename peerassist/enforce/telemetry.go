@@ -64,7 +64,7 @@ func newTelemetry(peakWindow time.Duration) (*telemetry, error) {
 	t.stopped = ig("peerassist.policy.stopped", "Sessions stopped from non-urgent edge fetches by the EBU cap (this tick or held).", "{session}")
 	t.stops = ic("peerassist.policy.stops", "Sessions stopped from non-urgent edge fetches, by reason.", "{session}")
 	t.refusals = ic("peerassist.policy.refusals", "Edge requests of peer-assisted sessions refused with 429 (over allowance), by urgency.", "{request}")
-	t.floorViolations = ic("peerassist.policy.floor_violations", "Sessions that were refused edge requests in a tick and received less than their floor from the edge and peers.", "{session}")
+	t.floorViolations = ic("peerassist.policy.floor_violations", "Sessions refused what they needed in a tick (an urgent request, where they mark them) that received less than their floor from the edge and peers over the last 6 ticks.", "{session}")
 	t.pushes = ic("peerassist.policy.pushes", "x_policy messages pushed to sessions.", "{message}")
 	var err error
 	t.allowance, err = m.Float64Histogram("peerassist.policy.allowance", metric.WithDescription("Non-urgent edge allowance given to each limited session at each tick."),

@@ -36,6 +36,13 @@ type sessionState struct {
 	repGap          time.Duration
 	peerBps, upBps  float64
 
+	// recent is what the session received (edge and peers) in its last
+	// ticks, for floor violations: a viewer is short of its floor over
+	// the limiter's horizon, not over one tick (a burst then a wait is
+	// not a violation).
+	recent     [floorWindowTicks]tickBytes
+	recentNext int
+
 	connected     bool
 	atBudget      bool
 	atBudgetKnown bool
@@ -314,6 +321,40 @@ func (l *Loop) forgetVanished(tick uint64) {
 	l.limMu.Unlock()
 }
 
+// floorWindowTicks is how many ticks a floor violation looks back (30 s
+// at the default 5 s tick: the floor bucket's debt horizon).
+const floorWindowTicks = 6
+
+// tickBytes is what a session received in one tick.
+type tickBytes struct {
+	bytes    int64
+	interval time.Duration
+}
+
+// shortOfFloor records what the session received in this tick and reports
+// whether it was refused what it needed while it received less than its
+// floor over the recent ticks. What it needed: an urgent request for a
+// client that marks them (its non-urgent ones have peers to go to), any
+// request for one that does not.
+func (ss *sessionState) shortOfFloor(o *policy.SessionObs, interval time.Duration, floorBps int64) bool {
+	ss.recent[ss.recentNext] = tickBytes{o.EdgeUrgentBytes + o.EdgeNonUrgentBytes + o.PeerBytes, interval}
+	ss.recentNext = (ss.recentNext + 1) % floorWindowTicks
+	refused := ss.refused
+	if o.MarksUrgent {
+		refused = ss.urgentRefused
+	}
+	if refused == 0 || interval <= 0 {
+		return false
+	}
+	var bytes int64
+	var d time.Duration
+	for _, r := range ss.recent {
+		bytes += r.bytes
+		d += r.interval
+	}
+	return float64(bytes)*8/d.Seconds() < float64(floorBps)
+}
+
 // applyStats are counts of one tick's application, for telemetry.
 type applyStats struct {
 	pushes, pushErrors, floorViolations, newStops int
@@ -367,13 +408,8 @@ func (l *Loop) apply(set *settings, now time.Time, sessions []coordinator.Sessio
 		}
 		st.refusals += ss.refused
 		st.urgentRefusals += ss.urgentRefused
-		// A floor violation: the session wanted more than the edge gave it
-		// and got less than its floor from the edge and peers.
-		if o := &l.obs.Sessions[i]; ss.refused > 0 && l.obs.Interval > 0 {
-			got := float64(o.EdgeUrgentBytes+o.EdgeNonUrgentBytes+o.PeerBytes) * 8 / l.obs.Interval.Seconds()
-			if got < float64(sd.FloorBps) {
-				st.floorViolations++
-			}
+		if ss.shortOfFloor(&l.obs.Sessions[i], l.obs.Interval, sd.FloorBps) {
+			st.floorViolations++
 		}
 
 		if sd.Reason.Code == policy.ReasonStopped {
