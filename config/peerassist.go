@@ -7,8 +7,11 @@ import (
 
 // PeerAssist configures the coordinator: the WebTorrent-compatible signaling
 // endpoint (/pa/v1/announce), swarms and sessions. See peerassist/PROTOCOL.md.
+// Every setting but enabled changes on reload (SIGHUP) for the next
+// messages and upgrades; open signaling sockets stay open.
 type PeerAssist struct {
-	// Enabled turns the coordinator on. Default true.
+	// Enabled turns the coordinator on. Default true. Changes only on
+	// restart.
 	Enabled bool `yaml:"enabled"`
 	// AnnounceInterval is the interval told to clients. Default 120s.
 	AnnounceInterval Duration `yaml:"announce_interval"`

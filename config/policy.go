@@ -11,9 +11,13 @@ import (
 // uploads, how much extra egress peer-assisted sessions may draw from the
 // edge (the EBU cap), swarm classes, the allocation of the edge's headroom
 // across swarms and the Slurpie backoff. All rates are in bits per second.
+// Every setting changes on reload (SIGHUP), from the next tick on: the
+// observed peak, the swarms' response curves and the stops held are kept.
 type Policy struct {
 	// Tick is the period of the policy loop: each tick turns the last
-	// period's observations into decisions. Default 5s.
+	// period's observations into decisions. Default 5s. A reload (SIGHUP)
+	// applies every policy setting from the next tick; a new tick period
+	// runs from the reload.
 	Tick Duration `yaml:"tick"`
 	// UploadFraction is the share of its upload capacity a peer gives
 	// (the hybrid CDN-P2P paper's "limited assistance"). Default 1/3; in

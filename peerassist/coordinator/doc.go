@@ -18,6 +18,10 @@
 // SetLimiterFactory), which the edge's Admit and Served reach without a
 // lock shared between sessions; SetAdmission is a simpler hook for tests.
 //
+// Reload applies a new peer_assist section, sites and region name to the
+// next messages and upgrades without closing a socket: the configuration
+// is one immutable value behind an atomic pointer, loaded once per message.
+//
 // Idle connections cost no goroutine and no buffer: on Linux the socket is
 // taken from fasthttp after the handshake and read from a few epoll loops
 // (one per CPU) with one shared read buffer per loop. Elsewhere, or when the

@@ -45,6 +45,12 @@
 // (60s). The coordinator routes no offers to a session whose reported
 // uploads reached its budget (SetUploadBudgetReached).
 //
+// Reloading (Loop.Reload, on SIGHUP): every policy setting and the sites'
+// bitrates and upload fractions apply from the next tick; the engine keeps
+// the observed peak, the response curves (but those of swarms whose basic
+// rate changed) and the stops it holds; a new tick period restarts the
+// ticker.
+//
 // What an operator sees (OpenTelemetry, instrumentation scope
 // github.com/peerassist/edgebox/peerassist/enforce):
 //
