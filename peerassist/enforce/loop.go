@@ -132,8 +132,13 @@ func (l *Loop) newSettings(c config.Policy, params policy.Params) *settings {
 
 // joinLimits are the limits of sessions that appear between ticks.
 type joinLimits struct {
-	allowBytesPerSec float64
-	unlimited        bool
+	// leftBytesPerSec is what is left of the decision's join allowance,
+	// the headroom for sessions that join before the next tick (guarded
+	// by limMu). Each joiner gets half of it, so however many join,
+	// together they stay within it (QA: three peers joining at once each
+	// took the whole headroom).
+	leftBytesPerSec float64
+	unlimited       bool
 }
 
 // numReasonCodes bounds policy.ReasonCode values (see reasonText).
@@ -253,9 +258,10 @@ func (l *Loop) newSessionLimiter(s coordinator.SessionInfo) coordinator.Limiter 
 	}
 	st := l.set.Load()
 	j := l.join.Load()
+	share := j.leftBytesPerSec / 2
 	lim := limits{
 		floorBytesPerSec: st.floorBps(s.Site, s.Caps) / 8,
-		allowBytesPerSec: j.allowBytesPerSec,
+		allowBytesPerSec: share,
 		unlimited:        j.unlimited,
 		burst:            st.burst,
 		retryAfter:       st.tick,
@@ -263,6 +269,8 @@ func (l *Loop) newSessionLimiter(s coordinator.SessionInfo) coordinator.Limiter 
 	}
 	if s.Swarm == (coordinator.SwarmID{}) {
 		lim = st.unassisted(s.Site, s.Caps)
+	} else if !j.unlimited {
+		j.leftBytesPerSec -= share
 	}
 	x := newLimiter(s.ID, lim, l.clock)
 	x.born = l.ticks.Load()

@@ -326,12 +326,16 @@ func TestJoinAllowance(t *testing.T) {
 	if d.JoinUnlimited || d.JoinAllowanceBps <= 0 {
 		t.Fatalf("join allowance %d (unlimited %v), want a positive limit", d.JoinAllowanceBps, d.JoinUnlimited)
 	}
-	f.add(viewer("late", 1))
-	f.request("late", false, 1, "/a")
-	lim = f.limiter("late").(*limiter)
-	if lim.lim.unlimited || lim.lim.allowBytesPerSec != float64(d.JoinAllowanceBps)/8 || lim.lim.floorBytesPerSec != 240_000/8 ||
-		!strings.HasPrefix(lim.lim.reason, "join:") {
-		t.Errorf("late joiner: %+v, want the join allowance %d bit/s and the basic floor", lim.lim, d.JoinAllowanceBps)
+	// Joiners share the join allowance: each gets half of what is left.
+	for i, name := range []string{"late", "later", "latest"} {
+		f.add(viewer(name, 1))
+		f.request(name, false, 1, "/a")
+		lim = f.limiter(name).(*limiter)
+		want := float64(d.JoinAllowanceBps) / 8 / float64(int(2)<<i)
+		if lim.lim.unlimited || math.Abs(lim.lim.allowBytesPerSec-want) > 1e-6 || lim.lim.floorBytesPerSec != 240_000/8 ||
+			!strings.HasPrefix(lim.lim.reason, "join:") {
+			t.Errorf("joiner %d: %+v, want %.0f B/s of the join allowance %d bit/s and the basic floor", i+1, lim.lim, want, d.JoinAllowanceBps)
+		}
 	}
 	// At the next tick it is decided like the others.
 	d = l.tick(10 * time.Second)

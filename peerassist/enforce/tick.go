@@ -94,7 +94,7 @@ func (l *Loop) Tick(now time.Time) *policy.Decision {
 	if d.JoinUnlimited {
 		l.join.Store(&joinLimits{unlimited: true})
 	} else {
-		l.join.Store(&joinLimits{allowBytesPerSec: float64(d.JoinAllowanceBps) / 8})
+		l.join.Store(&joinLimits{leftBytesPerSec: float64(d.JoinAllowanceBps) / 8})
 	}
 	as := l.apply(st, now, sessions, span)
 	l.tel.record(ctx, d, &as, time.Since(began))
