@@ -143,3 +143,29 @@ func TestTooLargeRangeMiss(t *testing.T) {
 		})
 	}
 }
+
+// TestUncacheableRangeMiss: a Range miss whose origin answer is not
+// storable for a reason of the URL's (no-store, private) gets its range,
+// like the hit-for-pass requests that follow; a Range the edge would
+// ignore (several ranges) gets the whole body from the first answer.
+func TestUncacheableRangeMiss(t *testing.T) {
+	e := newEnv(t, nil)
+	const size = 300_000
+	tests := []struct {
+		query, rng string
+		status     int
+		cs         string
+		off, n     int64
+	}{
+		{"cache_control=no-store", "bytes=10-19", 206, "edge; fwd=uri-miss; fwd-status=206; detail=no-store", 10, 10},
+		{"cache_control=private", "bytes=-5", 206, "edge; fwd=uri-miss; fwd-status=206; detail=private", size - 5, 5},
+		{"cache_control=no-store&x=multi", "bytes=0-1,5-6", 200, "edge; fwd=uri-miss; fwd-status=200; detail=no-store", 0, size},
+	}
+	for _, tt := range tests {
+		path := fmt.Sprintf("/bytes/%d?%s", size, tt.query)
+		r := e.get(path, "Range", tt.rng)
+		if r.status != tt.status || r.get("Cache-Status") != tt.cs || !bytes.Equal(r.body, demoBytes(size, tt.off, tt.n)) {
+			t.Errorf("%s with Range %s: %d %q, %d bytes; want %d %q, %d bytes", path, tt.rng, r.status, r.get("Cache-Status"), len(r.body), tt.status, tt.cs, tt.n)
+		}
+	}
+}
