@@ -86,9 +86,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&rate, "rate", "", "object: play it at this `rate` (bits/s, e.g. 8M): chunk deadlines follow playback after -startup")
 	fs.DurationVar(&o.startup, "startup", 2*time.Second, "start-up delay before playback (VOD, and -rate)")
 	fs.DurationVar(&o.prefetch, "prefetch", 12*time.Second, "VOD: fetch a segment this long (media time) before it plays")
-	fs.StringVar(&upload, "upload", "10M", "declared upload `capacity` of each peer in bits/s, e.g. 10M (x_caps)")
+	fs.StringVar(&upload, "upload", "10M", "declared upload `capacity` of each peer in bits/s, e.g. 10M (x_caps; 1G with -unlimited-upload)")
 	fs.Float64Var(&o.uploadFraction, "upload-fraction", 0, "share of the capacity a peer uploads (default: 1/3 or the edge's x_policy)")
-	fs.BoolVar(&o.unlimited, "unlimited-upload", false, "no local cap on uploads (the edge's x_policy budget, a share of -upload, still applies: declare a large -upload for an unconstrained swarm)")
+	fs.BoolVar(&o.unlimited, "unlimited-upload", false, "unconstrained upload: no local cap, and a declared capacity of 1G unless -upload is given (the edge's x_policy budget, a share of the declared capacity, applies from its first push, within one policy tick)")
 	fs.StringVar(&poison, "poison", "", "peers that corrupt every chunk they send: `list` of peer indexes (from 0) or addresses")
 	fs.StringVar(&o.site, "site", "", "x_site: the edge's site `name` (default: the edge infers it)")
 	fs.IntVar(&o.maxNeighbors, "max-neighbors", 0, "neighbors per peer (default: the peer's, 8)")
@@ -153,6 +153,11 @@ Flags:
 		if o.rateBps, err = parseBps(rate); err != nil {
 			errs = append(errs, fmt.Errorf("-rate: %w", err))
 		}
+	}
+	uploadSet := false
+	fs.Visit(func(f *flag.Flag) { uploadSet = uploadSet || f.Name == "upload" })
+	if o.unlimited && !uploadSet {
+		upload = "1G" // the edge's budget is a share of it: make it not bind
 	}
 	if o.uploadBps, err = parseBps(upload); err != nil {
 		errs = append(errs, fmt.Errorf("-upload: %w", err))

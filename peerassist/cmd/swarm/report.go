@@ -142,6 +142,9 @@ func buildReport(o *options, members []*member, objectBytes int64, start, end ti
 		}
 		if !m.end.IsZero() {
 			ps.Seconds = m.end.Sub(m.start).Seconds()
+		}
+		if !m.end.IsZero() && m.err == nil {
+			// Completion times are of the peers that completed.
 			times = append(times, ps.Seconds)
 		}
 		if s.UploadBudgetBps >= 0 && !m.start.IsZero() {
@@ -280,7 +283,14 @@ func (r *report) writeText(w io.Writer) error {
 		size(t.EdgeBytes), size(t.PeersBytes), 100*t.OffloadRatio, t.EdgeCopies, size(r.ObjectBytes))
 	fmt.Fprintf(&b, "peer bytes across ISPs: %s; across regions: %s; from peers outside this run: %s\n",
 		size(t.CrossISPBytes), size(t.CrossRegionBytes), size(t.ExternalBytes))
-	fmt.Fprintf(&b, "completion: p50 %.1fs, p90 %.1fs, max %.1fs; late %s: %d\n", t.CompletionP50Sec, t.CompletionP90Sec, t.CompletionMaxSec,
+	done := 0
+	for _, p := range r.Peers {
+		if p.Done {
+			done++
+		}
+	}
+	fmt.Fprintf(&b, "completion (%d of %d peers done): p50 %.1fs, p90 %.1fs, max %.1fs; late %s: %d\n", done, len(r.Peers),
+		t.CompletionP50Sec, t.CompletionP90Sec, t.CompletionMaxSec,
 		map[string]string{"object": "objects", "vod": "segments"}[r.Mode], t.LateSegments)
 	fmt.Fprintf(&b, "edge refusals (429, over the session's allowance or floor): %d\n", t.EdgeRefusals)
 	fmt.Fprintf(&b, "verification failures: %d\n", t.VerificationFailures)
@@ -294,7 +304,12 @@ func (r *report) writeText(w io.Writer) error {
 	}
 	switch {
 	case !r.AllDone:
-		fmt.Fprintln(&b, "RESULT: some peers did not get every byte (see the error column / -json)")
+		for _, p := range r.Peers {
+			if !p.Done {
+				fmt.Fprintf(&b, "  peer %d (%s): %s\n", p.Index, p.Addr, p.Error)
+			}
+		}
+		fmt.Fprintln(&b, "RESULT: some peers did not get every byte (errors above; -json has them too)")
 	case !r.Consistent:
 		fmt.Fprintln(&b, "RESULT: peers disagree on the object's bytes")
 	default:

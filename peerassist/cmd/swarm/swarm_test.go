@@ -95,6 +95,29 @@ func TestParseBps(t *testing.T) {
 	}
 }
 
+// TestUnlimitedUploadDeclares: -unlimited-upload declares 1 Gbit/s unless
+// -upload says otherwise, so the edge's budget (a share of the declared
+// capacity) does not constrain the swarm.
+func TestUnlimitedUploadDeclares(t *testing.T) {
+	tests := []struct {
+		args []string
+		want int64
+	}{
+		{nil, 10_000_000},
+		{[]string{"-unlimited-upload"}, 1_000_000_000},
+		{[]string{"-unlimited-upload", "-upload", "5M"}, 5_000_000},
+		{[]string{"-upload", "20M"}, 20_000_000},
+	}
+	for _, tt := range tests {
+		o, err := parseFlags(tt.args, &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("parseFlags(%q): %v", tt.args, err)
+		} else if o.uploadBps != tt.want {
+			t.Errorf("parseFlags(%q): upload %d bit/s, want %d", tt.args, o.uploadBps, tt.want)
+		}
+	}
+}
+
 func TestFlagErrors(t *testing.T) {
 	tests := []struct {
 		args []string
