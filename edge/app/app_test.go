@@ -390,3 +390,39 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestChangedSettings(t *testing.T) {
+	tests := []struct {
+		name              string
+		mod               func(*config.Config)
+		changed, restart string
+	}{
+		{"nothing", func(*config.Config) {}, "", ""},
+		{"policy and peer_assist leaves", func(c *config.Config) {
+			c.Policy.EBUCap, c.PeerAssist.MessageBurst = 0.2, 5
+		}, "peer_assist.message_burst policy.ebu_cap", ""},
+		{"lists as a whole", func(c *config.Config) {
+			c.PeerAssist.AllowedOrigins = []string{"https://a.example"}
+			c.Sites[0].PeerAssist.BitrateBps = 1
+		}, "sites peer_assist.allowed_origins", ""},
+		{"restart only", func(c *config.Config) {
+			c.Listen, c.Cache.MemoryBytes, c.Telemetry.LogLevel, c.PeerAssist.Enabled = ":1", 1, "debug", false
+		}, "listen cache.memory_bytes peer_assist.enabled telemetry.log_level",
+			"listen cache.memory_bytes telemetry.log_level peer_assist.enabled"},
+		{"reloadable cache and telemetry settings", func(c *config.Config) {
+			c.Cache.DefaultTTL, c.Telemetry.AccessLog = config.Duration(time.Minute), true
+		}, "cache.default_ttl telemetry.access_log", ""},
+	}
+	for _, tt := range tests {
+		cur := DemoConfig("http://127.0.0.1:1", "127.0.0.1:0")
+		next := DemoConfig("http://127.0.0.1:1", "127.0.0.1:0")
+		next.Sites = slices.Clone(cur.Sites)
+		tt.mod(&next)
+		if got := strings.Join(changedSettings(&cur, &next), " "); got != tt.changed {
+			t.Errorf("%s: changedSettings = %q, want %q", tt.name, got, tt.changed)
+		}
+		if got := strings.Join(restartOnly(&cur, &next), " "); got != tt.restart {
+			t.Errorf("%s: restartOnly = %q, want %q", tt.name, got, tt.restart)
+		}
+	}
+}

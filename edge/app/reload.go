@@ -29,7 +29,7 @@ import (
 // log_format) and peer_assist.enabled (whether the box runs a coordinator
 // and a policy loop at all). A changed one is logged by name as a warning
 // and keeps its running value; the rest is applied. One info line lists
-// the settings that changed.
+// the settings that changed and were applied.
 func (a *App) Reload(next *config.Config) error {
 	if next == nil {
 		return errors.New("edge: reload: nil config")
@@ -89,7 +89,11 @@ func (a *App) Reload(next *config.Config) error {
 		}
 	}
 	a.cfg = next
-	a.log.Info("edge: configuration reloaded", "file", next.File, "changed", strings.Join(changedSettings(cur, next), " "))
+	applied := changedSettings(cur, next)
+	for _, name := range restartOnly(cur, next) {
+		applied = deleteString(applied, name)
+	}
+	a.log.Info("edge: reload complete", "file", next.File, "changed", strings.Join(applied, " "))
 	return nil
 }
 
