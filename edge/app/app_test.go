@@ -393,8 +393,8 @@ func (s *syncBuffer) String() string {
 
 func TestChangedSettings(t *testing.T) {
 	tests := []struct {
-		name              string
-		mod               func(*config.Config)
+		name             string
+		mod              func(*config.Config)
 		changed, restart string
 	}{
 		{"nothing", func(*config.Config) {}, "", ""},
