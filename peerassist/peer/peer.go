@@ -244,6 +244,7 @@ type Peer struct {
 	stats       Stats
 	edgeFetches int           // edge requests in flight
 	edgeEWMA    time.Duration // smoothed duration of one edge chunk fetch
+	edgeDev     time.Duration // smoothed deviation from it (as TCP's RTTVAR)
 	bannedPeers map[signal.ID]bool
 	edgeLimiter *rate.Limiter // x_policy's edge allowance, nil: none
 	// The edge refused a fetch (429) and said when to retry: no
