@@ -187,11 +187,8 @@ func reload(a *app.App, path string) error {
 		}
 		next = c
 	}
-	if err := a.Reload(next); err != nil {
-		return err
-	}
-	slog.Info("edge: reloaded", "file", path)
-	return nil
+	// app logs what it applied ("edge: reload complete").
+	return a.Reload(next)
 }
 
 func printConfigError(w io.Writer, err error) {
