@@ -216,16 +216,20 @@ func build(cfg config.Region, baseDir string) (*table, error) {
 	return t, nil
 }
 
-// insert adds pfx with answer a. Prefixes of earlier layers inside pfx are
-// removed first: a later layer answers for every address it covers, even
-// where an earlier layer was more specific. Within one layer the most
-// specific prefix wins, and an equal prefix replaces the earlier one.
-func (b *builder) insert(pfx netip.Prefix, a answer) {
+// insert adds pfx with the answer at index id (from intern). Prefixes of
+// earlier layers inside pfx are removed first: a later layer answers for
+// every address it covers, even where an earlier layer was more specific.
+// Within one layer the most specific prefix wins, and an equal prefix
+// replaces the earlier one.
+func (b *builder) insert(pfx netip.Prefix, id uint32) {
+	if b.err != nil {
+		return // the build fails: id may be no answer's
+	}
 	tbl := &b.t.prefixes
-	if a.layer > 0 {
+	if layer := b.t.answers[id].layer; layer > 0 {
 		del := b.scratch[:0]
 		for q, r := range tbl.Subnets(pfx) {
-			if b.t.answers[r.answer()].layer < a.layer {
+			if b.t.answers[r.answer()].layer < layer {
 				del = append(del, q)
 			}
 		}
@@ -234,15 +238,22 @@ func (b *builder) insert(pfx netip.Prefix, a answer) {
 		}
 		b.scratch = del[:0]
 	}
-	tbl.Insert(pfx, makeRef(b.intern(a), pfx.Bits()))
+	tbl.Insert(pfx, makeRef(id, pfx.Bits()))
 }
 
 // addSource reads one database file into the table at layer i.
 func (b *builder) addSource(i int, f sourceFile) error {
 	base := answer{layer: uint8(i), subnetBits4: b.t.subnetBits4, subnetBits6: b.t.subnetBits6}
-	// One name string per AS: an AS almost always has one name per file,
-	// and string(desc) in a comparison does not allocate.
-	names := map[uint32]string{}
+	// The answer of each AS in this file: an AS almost always has one name
+	// per file, so this spares interning (hashing the name) per range.
+	byASN := map[uint32]uint32{}
+	newAnswer := func(asn uint32, name string) uint32 {
+		a := base
+		a.asn, a.isp = asn, name
+		id := b.intern(a)
+		byASN[asn] = id
+		return id
+	}
 	var ranges []netip.Prefix
 	switch f.format {
 	case config.SourceMMDB:
@@ -251,9 +262,11 @@ func (b *builder) addSource(i int, f sourceFile) error {
 			return fmt.Errorf("reading %s database: %w", f.format, err)
 		}
 		return readMMDB(data, f.label, func(pfx netip.Prefix, asn uint32, name string) {
-			a := base
-			a.asn, a.isp = asn, name
-			b.insert(pfx, a)
+			id, ok := byASN[asn]
+			if !ok || b.t.answers[id].isp != name {
+				id = newAnswer(asn, name)
+			}
+			b.insert(pfx, id)
 		})
 	default:
 		// Streamed: a full iptoasn file need not sit in memory.
@@ -263,16 +276,13 @@ func (b *builder) addSource(i int, f sourceFile) error {
 		}
 		defer file.Close()
 		return readTSV(file, f.label, func(r dbRange, desc []byte) {
-			name, ok := names[r.ASN]
-			if !ok || name != string(desc) {
-				name = string(desc)
-				names[r.ASN] = name
+			id, ok := byASN[r.ASN]
+			if !ok || b.t.answers[id].isp != string(desc) { // no allocation
+				id = newAnswer(r.ASN, string(desc))
 			}
-			a := base
-			a.asn, a.isp = r.ASN, name
 			ranges = rangePrefixes(ranges[:0], r.From, r.To)
 			for _, p := range ranges {
-				b.insert(p, a)
+				b.insert(p, id)
 			}
 		})
 	}
@@ -382,8 +392,9 @@ func (b *builder) addConfigPrefixes(cfg config.Region) error {
 				subnetBits4: pick(isp.SubnetBitsV4, cfg.SubnetBitsV4),
 				subnetBits6: pick(isp.SubnetBitsV6, cfg.SubnetBitsV6),
 			}
+			id := b.intern(a)
 			for _, s := range isp.Prefixes {
-				b.insert(netip.MustParsePrefix(strings.TrimSpace(s)), a) // validated
+				b.insert(netip.MustParsePrefix(strings.TrimSpace(s)), id) // validated
 			}
 		}
 	}
