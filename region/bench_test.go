@@ -163,15 +163,21 @@ var asnHitRatio float64
 
 // BenchmarkLocate: one lookup in the full-size table (goal < 100 ns,
 // 0 allocs). BenchmarkLocateVsBart compares it with the bare prefix table.
+// Besides wall time it reports the thread's CPU time per lookup (cpu-ns),
+// which excludes the time the thread waited for a CPU on a shared machine.
 func BenchmarkLocate(b *testing.B) {
 	l, addrs := fullLocator(b)
+	runtime.LockOSThread() // thread CPU clocks need one thread
+	defer runtime.UnlockOSThread()
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
+	cpu0 := threadCPU()
 	for b.Loop() {
 		l.Locate(addrs[i&(len(addrs)-1)])
 		i++
 	}
+	b.ReportMetric(float64((threadCPU()-cpu0).Nanoseconds())/float64(i), "cpu-ns")
 	b.ReportMetric(asnHitRatio, "asn-hit-ratio")
 }
 
