@@ -266,9 +266,10 @@ func readRSS(field string) int64 {
 	return 0
 }
 
-// BenchmarkLocateVsBart interleaves batches of Locate and of the bare bart
-// lookup on the same addresses, so that a noisy machine slows both alike:
-// locate/bart is the cost Locate adds on top of the prefix table. Besides
+// BenchmarkLocateVsBart interleaves batches of Locate and of the bare
+// prefix-table lookup (to the answer's ASN), each batch on its own probes
+// from the same set, so that a noisy machine slows both alike: locate/bart
+// is the cost Locate adds on top of the prefix table. Besides
 // wall time it reports the thread's CPU time per lookup (cpu-ns), which
 // excludes the time the thread waited for a CPU on a shared machine.
 //
@@ -296,10 +297,10 @@ func benchmarkLocateVsBart(b *testing.B, l *Locator, addrs []netip.Addr) {
 	var locateWall, bartWall, locateCPU, bartCPU time.Duration
 	var sink int
 	n := 0
-	measure := func(fn func(netip.Addr) bool, wall, cpu *time.Duration) {
+	measure := func(fn func(netip.Addr) bool, from int, wall, cpu *time.Duration) {
 		c0, w0 := threadCPU(), time.Now()
 		for i := 0; i < batch; i++ {
-			if fn(addrs[(n+i)&(len(addrs)-1)]) {
+			if fn(addrs[(from+i)&(len(addrs)-1)]) {
 				sink++
 			}
 		}
@@ -312,14 +313,15 @@ func benchmarkLocateVsBart(b *testing.B, l *Locator, addrs []netip.Addr) {
 	b.ResetTimer()
 	round := 0
 	for b.Loop() {
-		// The second pass over a batch finds its trie nodes in cache:
-		// alternate which one goes first.
+		// Each pass takes its own probes: a second pass over a batch would
+		// find its trie nodes in cache. Which goes first alternates.
+		other := n + len(addrs)/2
 		if round%2 == 0 {
-			measure(locate, &locateWall, &locateCPU)
-			measure(bare, &bartWall, &bartCPU)
+			measure(locate, n, &locateWall, &locateCPU)
+			measure(bare, other, &bartWall, &bartCPU)
 		} else {
-			measure(bare, &bartWall, &bartCPU)
-			measure(locate, &locateWall, &locateCPU)
+			measure(bare, other, &bartWall, &bartCPU)
+			measure(locate, n, &locateWall, &locateCPU)
 		}
 		round++
 		n += batch
