@@ -79,6 +79,7 @@ func (c *memChannel) Write(p []byte) (int, error) {
 	}
 }
 func (c *memChannel) BufferedAmount() uint64               { return 0 }
+func (c *memChannel) PacketPayloadBytes() int              { return 0 }
 func (c *memChannel) SetBufferedAmountLowThreshold(uint64) {}
 func (c *memChannel) OnBufferedAmountLow(func())           {}
 func (c *memChannel) Close() error {

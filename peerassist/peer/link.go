@@ -22,6 +22,10 @@ type channel interface {
 	BufferedAmount() uint64
 	SetBufferedAmountLowThreshold(th uint64)
 	OnBufferedAmountLow(f func())
+	// PacketPayloadBytes is how many bytes of a message one transport
+	// packet carries (the transport cuts longer messages into pieces of
+	// this size); 0 when unknown.
+	PacketPayloadBytes() int
 	// Close ends the channel and must unblock a pending ReadDataChannel
 	// (rtcChannel closes the whole PeerConnection).
 	Close() error
@@ -132,6 +136,9 @@ type link struct {
 	cfg linkConfig
 	// remote is an opaque identity for the handler (the remote peer_id).
 	remote string
+	// packetBytes is the channel's PacketPayloadBytes (0: unknown), read
+	// once: DATA frames are cut to fill whole packets.
+	packetBytes int
 
 	writable  chan struct{} // buffered amount fell to the low-water mark
 	delivered chan struct{} // chunks were added to ready
@@ -160,12 +167,13 @@ func newLink(ch channel, h linkHandler, remote string, cfg linkConfig) *link {
 	cfg.defaults()
 	l := &link{
 		ch: ch, h: h, cfg: cfg, remote: remote,
-		writable:  make(chan struct{}, 1),
-		delivered: make(chan struct{}, 1),
-		wake:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		finished:  make(chan struct{}),
-		in:        make(map[chunkKey]*inbound),
+		packetBytes: ch.PacketPayloadBytes(),
+		writable:    make(chan struct{}, 1),
+		delivered:   make(chan struct{}, 1),
+		wake:        make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		finished:    make(chan struct{}),
+		in:          make(map[chunkKey]*inbound),
 	}
 	ch.SetBufferedAmountLowThreshold(cfg.LowWaterBytes)
 	ch.OnBufferedAmountLow(func() { notify(l.writable) })
@@ -663,15 +671,40 @@ func (l *link) sleep(timer **time.Timer, d time.Duration) bool {
 // pieceBytes is the payload of one DATA frame: the largest, unless the
 // upload budget is so low that one would take over half a second (then
 // smaller pieces keep the pacing smooth and the stall detection of the
-// requester quiet).
+// requester quiet). Either way the frame fills whole transport packets.
 func (l *link) pieceBytes() int {
 	lim := l.cfg.Limiter
 	if lim == nil || lim.Limit() == rate.Inf {
-		return wire.MaxPayloadBytes
+		return fitPackets(wire.MaxPayloadBytes, l.packetBytes)
 	}
 	n := int(float64(lim.Limit()) / 2)
-	return max(1024, min(n, wire.MaxPayloadBytes, max(lim.Burst(), 1)))
+	return fitPackets(max(1024, min(n, wire.MaxPayloadBytes, max(lim.Burst(), 1))), l.packetBytes)
 }
+
+// fitPackets shortens a DATA payload of n bytes so that its frame fills
+// whole transport packets of packetBytes each, when it needs more than
+// one; packetBytes 0 (unknown) leaves n as it is.
+//
+// Over pion's SCTP a packet carries 1,156 bytes of a message: a 16 KiB
+// frame travels as 14 full packets and a 200-byte runt, while a 16,184-byte
+// frame fills exactly 14. Each packet costs a DTLS record, a system call
+// and its share of a SACK at both ends, so the whole-packet frame moves a
+// chunk in about 5% fewer packets (measured: BENCHMARK.md).
+func fitPackets(n, packetBytes int) int {
+	if packetBytes < minPacketBytes || packetBytes > wire.MaxFrameBytes {
+		return n
+	}
+	frame := n + wire.DataHeaderBytes
+	if frame <= packetBytes {
+		return n
+	}
+	return frame/packetBytes*packetBytes - wire.DataHeaderBytes
+}
+
+// minPacketBytes is the smallest packet payload fitPackets believes: below
+// it a report is wrong rather than a real transport (IPv6's minimum MTU
+// leaves SCTP over DTLS about 1,200 bytes).
+const minPacketBytes = 256
 
 // reservePiece takes n tokens from lim and returns how long until they are
 // there; false (nothing taken) when the budget cannot pay within 2 s.

@@ -217,6 +217,39 @@ func detach(pc *webrtc.PeerConnection, dc *webrtc.DataChannel) (*rtcChannel, err
 	return &rtcChannel{ReadWriteCloser: rw, dc: dc, pc: pc}, nil
 }
 
+// PacketPayloadBytes is how many bytes of a message one SCTP packet of
+// this connection carries: pion cuts every message into DATA (or I-DATA,
+// when both ends support message interleaving) chunks of the MTU less the
+// SCTP common header and the chunk header, rounded down to 4 bytes (pion
+// sctp's maxPayloadSizeForMTU). 0 before the association is up.
+// TestPacketPayloadBytes checks it against what pion sends.
+func (c *rtcChannel) PacketPayloadBytes() int {
+	t := c.dc.Transport()
+	if t == nil {
+		return 0
+	}
+	md, ok := t.Metadata()
+	if !ok {
+		return 0
+	}
+	return sctpPacketPayloadBytes(int(t.Stats().MTU), md.MessageInterleavingEnabled)
+}
+
+// sctpPacketPayloadBytes is the message bytes one SCTP packet of mtu bytes
+// carries in a single DATA or I-DATA chunk (RFC 9260 3.1 and 3.3.1,
+// RFC 8260 2.1); 0 when mtu leaves no room.
+func sctpPacketPayloadBytes(mtu int, interleaving bool) int {
+	const commonHeaderBytes, dataHeaderBytes, iDataHeaderBytes = 12, 16, 20
+	n := mtu - commonHeaderBytes - dataHeaderBytes
+	if interleaving {
+		n = mtu - commonHeaderBytes - iDataHeaderBytes
+	}
+	if n <= 0 {
+		return 0
+	}
+	return n - n%4
+}
+
 func (c *rtcChannel) BufferedAmount() uint64                  { return c.dc.BufferedAmount() }
 func (c *rtcChannel) SetBufferedAmountLowThreshold(th uint64) { c.dc.SetBufferedAmountLowThreshold(th) }
 func (c *rtcChannel) OnBufferedAmountLow(f func())            { c.dc.OnBufferedAmountLow(f) }

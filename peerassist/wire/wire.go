@@ -38,6 +38,9 @@ const (
 	absentBytes   = chunkRefBytes + 1
 )
 
+// DataHeaderBytes is the size of a DATA frame without its payload.
+const DataHeaderBytes = dataBytes
+
 // MaxPayloadBytes is the most chunk bytes one DATA frame carries.
 const MaxPayloadBytes = MaxFrameBytes - dataBytes
 
