@@ -15,7 +15,7 @@ export interface HlsLoaderContext {
    * and the media playlist's URL (baseurl) it belongs to.
    */
   frag?: { start: number; duration: number; type?: string; level?: number; baseurl?: string };
-  /** Level playlists (hls.js >= 1.6): the level's index and the level, whose bitrate is its BANDWIDTH. */
+  /** Level playlists: the level's index and (hls.js 1.7 passes it; older versions may not) the level, whose bitrate is its BANDWIDTH. */
   level?: number | null;
   levelOrTrack?: { bitrate?: number } | null;
 }

@@ -18,7 +18,7 @@ export interface HlsLoaderContext {
         level?: number;
         baseurl?: string;
     };
-    /** Level playlists (hls.js >= 1.6): the level's index and the level, whose bitrate is its BANDWIDTH. */
+    /** Level playlists: the level's index and (hls.js 1.7 passes it; older versions may not) the level, whose bitrate is its BANDWIDTH. */
     level?: number | null;
     levelOrTrack?: {
         bitrate?: number;
