@@ -150,11 +150,9 @@ func TestTwoPagesOffload(t *testing.T) {
 	if b.Stats.BytesFromPeers != 0 || b.Stats.P2P != "off" {
 		t.Errorf("baseline: %.0f bytes from peers, p2p %q: want 0 and off", b.Stats.BytesFromPeers, b.Stats.P2P)
 	}
-	// Startup within 1 s of the baseline's (both share two noisy cores);
-	// no more stalls than the baseline.
-	if s.Metrics.StartupMs > b.Metrics.StartupMs+1000 {
-		t.Errorf("second page startup %.0f ms, baseline %.0f ms: want no worse (1 s tolerance)", s.Metrics.StartupMs, b.Metrics.StartupMs)
-	}
+	// Startup no worse than the baseline's, within the noise of shared
+	// cores; no more stalls than the baseline.
+	checkStartup(t, "second page", s, b)
 	if s.Metrics.Stalls > b.Metrics.Stalls {
 		t.Errorf("second page stalled %d times, baseline %d", s.Metrics.Stalls, b.Metrics.Stalls)
 	}
@@ -234,9 +232,7 @@ func TestThreeTabs(t *testing.T) {
 		if share := s.Stats.BytesFromPeers / total; total == 0 || share < 0.5 {
 			t.Errorf("%s took %.0f of %.0f media bytes from peers (%.0f%%), want >= 50%%", p.name, s.Stats.BytesFromPeers, total, 100*share)
 		}
-		if s.Metrics.StartupMs > base.Metrics.StartupMs+1000 {
-			t.Errorf("%s: startup %.0f ms, baseline %.0f ms: want no worse (1 s tolerance)", p.name, s.Metrics.StartupMs, base.Metrics.StartupMs)
-		}
+		checkStartup(t, p.name, s, base)
 		if s.Metrics.Stalls > base.Metrics.Stalls {
 			t.Errorf("%s stalled %d times (%.0f ms), baseline %d", p.name, s.Metrics.Stalls, s.Metrics.StallMs, base.Metrics.Stalls)
 		}
@@ -246,5 +242,19 @@ func TestThreeTabs(t *testing.T) {
 	}
 	for _, p := range tabs {
 		checkEdgeSession(t, e, p)
+	}
+}
+
+// checkStartup fails when a page started playing later than the baseline
+// page (no peer assistance) by more than the noise of this machine: the
+// larger of 1 s and the baseline's own startup. Startups measured here
+// with pages, the edge under -race and other test packages sharing two
+// cores ranged from 0.4 to 3.9 s for the same page; one tab of three took
+// 2.0 s against a baseline of 0.8 s once in a full CI run and 0.43-0.87 s
+// in runs of its own.
+func checkStartup(t *testing.T, name string, got, baseline pageState) {
+	t.Helper()
+	if slack := max(1000, baseline.Metrics.StartupMs); got.Metrics.StartupMs > baseline.Metrics.StartupMs+slack {
+		t.Errorf("%s: startup %.0f ms, baseline %.0f ms: want no worse (tolerance %.0f ms)", name, got.Metrics.StartupMs, baseline.Metrics.StartupMs, slack)
 	}
 }
