@@ -99,8 +99,8 @@ func (c *conn) writeLocked(b []byte) {
 }
 
 // writeFrames sends several complete frames with one system call (epoll
-// mode), queueing what the socket does not take.
-func (c *conn) writeFrames(frames [][]byte) {
+// mode), queueing what the socket does not take. ss is the caller's.
+func (c *conn) writeFrames(frames [][]byte, ss *sendScratch) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.state != stateOpen {
@@ -115,7 +115,7 @@ func (c *conn) writeFrames(frames [][]byte) {
 		}
 		return
 	}
-	n, err := sendBuffersNoSignal(c.fd, frames)
+	n, err := ss.sendBuffers(c.fd, frames)
 	if err != nil && !isTemporary(err) {
 		c.shutdownLocked()
 		return

@@ -31,6 +31,7 @@ type handlerCtx struct {
 	free   [][]byte // chunks to reuse
 	sends  []pendingSend
 	seq    int32
+	ss     sendScratch
 	// flush's grouping of sends by socket.
 	groups map[uint64]group
 	next   []int32
@@ -140,7 +141,7 @@ func (h *handlerCtx) flush() {
 	case 0:
 	case 1:
 		h.frames = append(h.frames[:0], h.sends[0].frame)
-		h.sends[0].c.writeFrames(h.frames)
+		h.sends[0].c.writeFrames(h.frames, &h.ss)
 	default:
 		// Chain each socket's frames in queue order (next links), then one
 		// write per socket.
@@ -166,12 +167,12 @@ func (h *handlerCtx) flush() {
 			h.frames = h.frames[:0]
 			for ; i >= 0; i = h.next[i] {
 				if len(h.frames) == maxFramesPerCall {
-					c.writeFrames(h.frames)
+					c.writeFrames(h.frames, &h.ss)
 					h.frames = h.frames[:0]
 				}
 				h.frames = append(h.frames, h.sends[i].frame)
 			}
-			c.writeFrames(h.frames)
+			c.writeFrames(h.frames, &h.ss)
 		}
 		clear(h.groups)
 	}
