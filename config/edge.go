@@ -137,7 +137,10 @@ type Origin struct {
 	// HealthCheck probes each origin actively.
 	HealthCheck HealthCheck `yaml:"health_check"`
 	// FailThreshold consecutive failures (passive checks) mark an origin
-	// down until a probe or request succeeds. Default 3.
+	// down until a probe or request succeeds: requests go to the site's
+	// other origins. When every origin of a site is down, requests still
+	// go to one of them (the one with the fewest failures) rather than
+	// failing unanswered. Default 3.
 	FailThreshold int `yaml:"fail_threshold"`
 }
 

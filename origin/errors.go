@@ -19,8 +19,10 @@ import (
 var (
 	// ErrUnknownSite: the site name is not configured.
 	ErrUnknownSite = errors.New("origin: unknown site")
-	// ErrNoHealthyOrigin: every origin of the site is marked down and none
-	// is due for a trial request.
+	// ErrNoHealthyOrigin: no origin of the site could take the request.
+	// A site whose origins are all marked down still sends requests to one
+	// of them (see site.failOpen), so this is not an answer to them being
+	// down.
 	ErrNoHealthyOrigin = errors.New("origin: no healthy origin")
 	// ErrConnect: the origin could not be reached, refused or reset the
 	// connection, or closed it before answering.

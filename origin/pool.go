@@ -450,7 +450,7 @@ func (s *site) pick(tried []*upstream, now time.Time) (u *upstream, trial bool) 
 		switch len(eligible) {
 		case 0:
 			if len(tried) == 0 {
-				return nil, false
+				return s.failOpen(), false
 			}
 			continue
 		case 1:
@@ -465,6 +465,26 @@ func (s *site) pick(tried []*upstream, now time.Time) (u *upstream, trial bool) 
 		return a.up, false
 	}
 	return nil, false
+}
+
+// failOpen picks an origin for a request when every origin of the site is
+// marked down and none is due for a trial: the first with the fewest
+// consecutive failures.
+// Refusing would turn one origin's bad answers for some URLs (three 503s
+// for one object) into 502s for every object of the site, and a site with
+// a single origin would be down whenever it stumbled; nginx never marks
+// the only server of a group unavailable for the same reason. An answer
+// brings the origin back up; a failure leaves it down.
+func (s *site) failOpen() *upstream {
+	var best *upstream
+	bestFails := 0
+	for _, m := range s.members {
+		f := m.up.state.consecutiveFailures()
+		if best == nil || f < bestFails {
+			best, bestFails = m.up, f
+		}
+	}
+	return best
 }
 
 // load is requests in flight per unit of weight.

@@ -706,3 +706,53 @@ func TestBrokenBody(t *testing.T) {
 		t.Errorf("after a broken body: %d, %d bytes, %v", status, len(body), err)
 	}
 }
+
+// TestFailOpen: a site whose origins are all marked down still sends
+// requests to one of them. Three 503s for one URL (the demo's ?status=)
+// used to mark a site's only origin down, and every other object of the
+// site got 502 "no healthy origin" until the trial came due (QA).
+func TestFailOpen(t *testing.T) {
+	a := startOrigin(t)
+	cfg := testConfig()
+	cfg.Retries = 0
+	p := newPool(t, cfg, config.NewSite("one", a.URL()))
+	for i := range cfg.FailThreshold {
+		if status, _, _, err := get(t, p, "one", "GET", fmt.Sprintf("/bytes/10?status=503&n=%d", i)); err != nil || status != 503 {
+			t.Fatalf("forced 503 %d: %d %v", i, status, err)
+		}
+	}
+	if st := statusOf(p, a.URL()); st.Up {
+		t.Fatalf("after %d 503s: %+v; want marked down", cfg.FailThreshold, st)
+	}
+	status, body, _, err := get(t, p, "one", "GET", "/bytes/6000")
+	if err != nil || status != 200 || len(body) != 6000 {
+		t.Fatalf("another object of the site with its only origin marked down: %d, %d bytes, %v; want 200 with 6000", status, len(body), err)
+	}
+	if st := statusOf(p, a.URL()); !st.Up {
+		t.Errorf("after an answer: %+v; want up again", st)
+	}
+
+	// Two origins, both down: the one with fewer failures is asked.
+	b, c := startOrigin(t), startOrigin(t)
+	p2 := newPool(t, cfg, config.NewSite("two", b.URL(), c.URL()))
+	for _, o := range []*recorder{b, c} {
+		if err := o.Origin.SetFaults(demo.Faults{Status: 502}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 * cfg.FailThreshold {
+		get(t, p2, "two", "GET", "/bytes/1")
+	}
+	if sb, sc := statusOf(p2, b.URL()), statusOf(p2, c.URL()); sb.Up || sc.Up {
+		t.Fatalf("both failing: %+v %+v; want both down", sb, sc)
+	}
+	if err := c.Origin.SetFaults(demo.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Origin.SetFaults(demo.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _, err := get(t, p2, "two", "GET", "/bytes/1"); err != nil || status != 200 {
+		t.Errorf("both marked down, both healed: %d %v; want 200", status, err)
+	}
+}

@@ -119,6 +119,13 @@ func (s *originState) failure(now time.Time, threshold int, err string) (wentDow
 	return false
 }
 
+// consecutiveFailures is the number of failures since the last success.
+func (s *originState) consecutiveFailures() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.consecFails
+}
+
 // release gives back a claimed trial that was not sent (the request ended
 // for reasons that say nothing about the origin).
 func (s *originState) release() {
