@@ -193,10 +193,12 @@ func normalizeHost(host []byte) []byte {
 	return host
 }
 
+// hostWithoutPortBytes drops the port, and the brackets of an IPv6
+// literal ("[::1]:8080" and "[::1]" give "::1", as sites list it).
 func hostWithoutPortBytes(h []byte) []byte {
 	if len(h) > 0 && h[0] == '[' { // [v6]:port
 		if i := bytes.IndexByte(h, ']'); i > 0 {
-			return h[:i+1]
+			return h[1:i]
 		}
 		return h
 	}

@@ -14,7 +14,7 @@ func testConfig(sites ...config.Site) *config.Config {
 
 func TestRoute(t *testing.T) {
 	video := config.NewSite("video", "http://127.0.0.1:1")
-	video.Hosts = []string{"Video.Example.net", "*.cdn.example.net"}
+	video.Hosts = []string{"Video.Example.net", "*.cdn.example.net", "::1", "[2001:db8::1]"}
 	vod := config.NewSite("vod", "http://127.0.0.1:1")
 	vod.Hosts = []string{"video.example.net"}
 	vod.PathPrefix = "/vod"
@@ -43,7 +43,13 @@ func TestRoute(t *testing.T) {
 		{"cdn.example.net", "/y", "", true},
 		{"other.example", "/live/a", "live", true},
 		{"other.example", "/livex", "", true},
-		{"[::1]:8080", "/live/a", "live", true},
+		{"[::3]:8080", "/live/a", "live", true},
+		// IPv6 literals: bracketed in Host, with or without a port,
+		// listed with or without brackets (QA: "[::1]:8080" got 421).
+		{"[::1]:8080", "/x", "video", true},
+		{"[::1]", "/x", "video", true},
+		{"[2001:DB8::1]:443", "/x", "video", true},
+		{"[2001:db8::2]", "/x", "", true},
 	}
 	for _, tt := range tests {
 		s, known := tbl.route([]byte(tt.host), []byte(tt.path))
