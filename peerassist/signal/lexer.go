@@ -178,13 +178,19 @@ func (l *lexer) skipString(field string) error {
 	i := l.pos + 1 // past the opening quote
 	for i < len(d) {
 		for i+8 <= len(d) {
-			if m := special8(binary.LittleEndian.Uint64(d[i:])); m != 0 {
-				// The lowest flagged byte is exact (borrows only
-				// propagate upwards).
-				i += bits.TrailingZeros64(m) >> 3
+			m := special8(binary.LittleEndian.Uint64(d[i:]))
+			if m == 0 {
+				i += 8
+				continue
+			}
+			// The lowest flagged byte is exact (borrows only propagate
+			// upwards). The usual one, a short escape such as the \r\n
+			// ending every SDP line, is stepped over here.
+			i += bits.TrailingZeros64(m) >> 3
+			if d[i] != '\\' || i+1 >= len(d) || shortEscape[d[i+1]] == 0 {
 				break
 			}
-			i += 8
+			i += 2
 		}
 		if i >= len(d) {
 			break
@@ -307,11 +313,95 @@ func (l *lexer) hex4() (rune, bool) {
 }
 
 // readID reads a 20-character binary string.
+//
+// IDs are random bytes (offer_ids always are), which clients write as
+// JSON.stringify does: most bytes as two UTF-8 bytes (U+0080-U+00FF) or as
+// an escape. The fast loop decodes those forms and printable ASCII; at
+// anything else (an escaped surrogate, invalid UTF-8, a wrong length) it
+// hands over to readIDSlow from the start of the string, which decides.
 func (l *lexer) readID(field string) (ID, error) {
 	var id ID
 	if l.peek() != '"' {
 		return id, badID(field)
 	}
+	d := l.data
+	i := l.pos + 1
+	for n := range IDLen {
+		if i+1 >= len(d) {
+			return l.readIDSlow(field)
+		}
+		c := d[i]
+		switch idClass[c] {
+		case idPlain:
+			id[n] = c
+			i++
+		case idLead:
+			c2 := d[i+1]
+			if c2&0xC0 != 0x80 {
+				return l.readIDSlow(field)
+			}
+			id[n] = c<<6 | c2&0x3F
+			i += 2
+		case idEscape:
+			e := d[i+1]
+			if v := shortEscape[e]; v != 0 {
+				id[n] = v
+				i += 2
+				continue
+			}
+			if e != 'u' || i+5 >= len(d) || d[i+2] != '0' || d[i+3] != '0' {
+				return l.readIDSlow(field)
+			}
+			hi, lo := hexVal[d[i+4]], hexVal[d[i+5]]
+			if hi|lo > 0xF {
+				return l.readIDSlow(field)
+			}
+			id[n] = hi<<4 | lo
+			i += 6
+		default:
+			return l.readIDSlow(field)
+		}
+	}
+	if i >= len(d) || d[i] != '"' {
+		return l.readIDSlow(field)
+	}
+	l.pos = i + 1
+	return id, nil
+}
+
+// Byte classes of readID's fast loop.
+const (
+	idSlow   = iota // '"', control characters, other non-ASCII: readIDSlow
+	idPlain         // printable ASCII but '"' and '\\': the byte itself
+	idLead          // 0xC2, 0xC3: the lead byte of U+0080-U+00FF
+	idEscape        // '\\'
+)
+
+var idClass, shortEscape, hexVal = func() (class, short, hex [256]byte) {
+	for c := 0x20; c < 0x80; c++ {
+		class[c] = idPlain
+	}
+	class['"'], class['\\'] = idSlow, idEscape
+	class[0xC2], class[0xC3] = idLead, idLead
+	for e, v := range map[byte]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'} {
+		short[e] = v
+	}
+	for c := range hex {
+		hex[c] = 0xFF
+	}
+	for c := '0'; c <= '9'; c++ {
+		hex[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		hex[c], hex[c-'a'+'A'] = byte(c-'a'+10), byte(c-'a'+10)
+	}
+	return
+}()
+
+// readIDSlow is readID for any input: it decodes every JSON string form and
+// says what is wrong. l.pos is at the opening quote.
+func (l *lexer) readIDSlow(field string) (ID, error) {
+	var id ID
 	l.pos++
 	n := 0
 	for l.pos < len(l.data) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/bits"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"strings"
@@ -571,4 +572,88 @@ func TestAppendRelayMatchesAppendJSON(t *testing.T) {
 	if err := ParseResponse(out, &resp); err != nil || resp.OfferID != req.Offers[0].ID {
 		t.Errorf("relay of a raw offer_id: %v, %x want %x", err, resp.OfferID, req.Offers[0].ID)
 	}
+}
+
+// randomIDs returns n IDs of random bytes, as clients make offer_ids
+// (bittorrent-tracker: randombytes(20) as a binary string): most bytes
+// encode as two UTF-8 bytes or a \u00XX escape.
+func randomIDs(n int) []ID {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ids := make([]ID, n)
+	for i := range ids {
+		for j := range ids[i] {
+			ids[i][j] = byte(rng.UintN(256))
+		}
+	}
+	return ids
+}
+
+// BenchmarkParseRandomIDAnnounce parses the realistic announce with random
+// offer_ids and peer_id.
+func BenchmarkParseRandomIDAnnounce(b *testing.B) {
+	ids := randomIDs(7)
+	req := Request{Action: ActionAnnounce, Event: EventUpdate, NumWant: 5, Left: 1000, Uploaded: 0, Downloaded: 0, Have: -1,
+		InfoHash: ids[0], PeerID: ids[1]}
+	for _, id := range ids[2:] {
+		req.Offers = append(req.Offers, Offer{ID: id, SDP: []byte(realisticSDP)})
+	}
+	data := req.AppendJSON(nil)
+	var r Request
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if err := ParseRequest(data, &r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseAnswer parses an answer with random IDs.
+func BenchmarkParseAnswer(b *testing.B) {
+	ids := randomIDs(4)
+	answer := strings.Replace(strings.Replace(realisticSDP, `"offer"`, `"answer"`, 1), "actpass", "active", 1)
+	req := Request{Action: ActionAnnounce, NumWant: -1, Left: -1, Uploaded: -1, Downloaded: -1, Have: -1,
+		InfoHash: ids[0], PeerID: ids[1], ToPeerID: ids[2], OfferID: ids[3], Answer: []byte(answer)}
+	data := req.AppendJSON(nil)
+	var r Request
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if err := ParseRequest(data, &r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+const realisticSDP = `{"type":"offer","sdp":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=candidate:1510613869 1 udp 2122063615 127.0.0.1 43020 typ host generation 0 network-id 3\r\na=ice-ufrag:Q7Ax\r\na=ice-pwd:9uW2nTz4qkBlZ0vnd3xXf1Vb\r\na=ice-options:trickle\r\na=fingerprint:sha-256 4F:2A:11:9C:DE:7B:40:55:0A:6E:9A:31:7C:88:19:24:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n"}`
+
+// FuzzReadID checks readID's fast loop against readIDSlow, the general
+// decoder: same ID, same error, same position after it.
+func FuzzReadID(f *testing.F) {
+	for _, id := range randomIDs(8) {
+		f.Add(id.AppendJSON(nil))
+	}
+	for _, s := range []string{`"aaaaaaaaaaaaaaaaaaaa"`, `"aaaaaaaaaaaaaaaaaaa"`, `"aaaaaaaaaaaaaaaaaaaaa"`,
+		`"\u00e9\u00E9\b\f\n\r\t\"\\\/aaaaaaaaaa"`, `"\ud800aaaaaaaaaaaaaaaaaaa"`, `"\u0100aaaaaaaaaaaaaaaaaaa"`,
+		"\"\xc3\xa9\xc2\x80aaaaaaaaaaaaaaaaaa\"", "\"\xc3aaaaaaaaaaaaaaaaaaaa\"", "\"\xe2\x82\xacaaaaaaaaaaaaaaaaaaa\"",
+		`"\u00g0aaaaaaaaaaaaaaaaaaa"`, `"aaaaaaaaaaaaaaaaaaaa`, `"aaaaaaaaaaaaaaaaaaa\`, `"\x"`, `"`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, slow := lexer{data: data}, lexer{data: data}
+		gotID, gotErr := fast.readID("id")
+		slow.ws()
+		wantID, wantErr := ID{}, error(nil)
+		if slow.peek() != '"' {
+			wantErr = badID("id")
+		} else {
+			wantID, wantErr = slow.readIDSlow("id")
+		}
+		if (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
+			t.Fatalf("readID(%q) error %v, readIDSlow %v", data, gotErr, wantErr)
+		}
+		if gotErr == nil && (gotID != wantID || fast.pos != slow.pos) {
+			t.Fatalf("readID(%q) = %x at %d, readIDSlow %x at %d", data, gotID, fast.pos, wantID, slow.pos)
+		}
+	})
 }
