@@ -50,7 +50,8 @@ type conn struct {
 
 	// Write side.
 	wmu       sync.Mutex
-	state     int
+	state     int         // guarded by wmu; set with setStateLocked
+	notOpen   atomic.Bool // state != stateOpen, for lock-free isOpen
 	fd        int      // epoll mode; -1 otherwise or once released
 	p         *poller  // epoll mode
 	nc        net.Conn // goroutine mode: reads and writes
@@ -62,10 +63,15 @@ type conn struct {
 	wake      chan struct{}
 }
 
-func (c *conn) isOpen() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.state == stateOpen
+// isOpen reports whether the connection is open (no close begun). It
+// takes no lock: routing asks it of every candidate peer.
+func (c *conn) isOpen() bool { return !c.notOpen.Load() }
+
+// setStateLocked moves the connection to state s (a later one: states
+// only advance). Called with wmu held.
+func (c *conn) setStateLocked(s int) {
+	c.state = s
+	c.notOpen.Store(s != stateOpen)
 }
 
 // clock returns nanoseconds since the coordinator started (monotonic).
@@ -211,7 +217,7 @@ func (c *conn) kill(code int, reason string, graceful bool) {
 			return
 		}
 		c.out = append(c.out, frame...)
-		c.state = stateClosing
+		c.setStateLocked(stateClosing)
 		c.closingAt = c.co.clock()
 		if len(c.out) == 0 {
 			c.out = nil
@@ -225,7 +231,7 @@ func (c *conn) kill(code int, reason string, graceful bool) {
 	// Goroutine mode: the writer sends what is queued, then closes (or,
 	// graceful, half-closes and lets the client close).
 	c.out = append(c.out, frame...)
-	c.state = stateClosing
+	c.setStateLocked(stateClosing)
 	c.closeHard = !graceful
 	c.closingAt = c.co.clock()
 	select {
@@ -240,7 +246,7 @@ func (c *conn) shutdownLocked() {
 	if c.state == stateDead || c.state == stateReleased {
 		return
 	}
-	c.state = stateDead
+	c.setStateLocked(stateDead)
 	c.out = nil
 	if c.p != nil {
 		shutdownBoth(c.fd)
@@ -262,7 +268,7 @@ func (c *conn) release() {
 		c.wmu.Unlock()
 		return
 	}
-	c.state = stateReleased
+	c.setStateLocked(stateReleased)
 	c.out = nil
 	if c.p != nil {
 		c.p.remove(c)
@@ -286,6 +292,8 @@ func (c *conn) release() {
 // returns false when the connection must be released now.
 func (c *conn) onBytes(h *handlerCtx, data []byte) bool {
 	maxMsg := int(c.co.set.Load().cfg.MaxMessageBytes)
+	// The frames of one read arrived together: one clock reading.
+	now := c.co.clock()
 	if len(c.rbuf) > 0 {
 		c.rbuf = append(c.rbuf, data...)
 		data = c.rbuf
@@ -306,7 +314,7 @@ func (c *conn) onBytes(h *handlerCtx, data []byte) bool {
 		payload := data[f.hdrLen : f.hdrLen+f.payload]
 		unmask(payload, f.mask)
 		data = data[f.hdrLen+f.payload:]
-		c.lastRecv.Store(c.co.clock())
+		c.lastRecv.Store(now)
 		c.pinged.Store(false)
 		switch f.op {
 		case opText, opBinary:
@@ -319,7 +327,7 @@ func (c *conn) onBytes(h *handlerCtx, data []byte) bool {
 				c.fragOp = f.op
 				continue
 			}
-			if !c.message(h, payload) {
+			if !c.message(h, payload, now) {
 				return false
 			}
 		case opContinuation:
@@ -336,7 +344,7 @@ func (c *conn) onBytes(h *handlerCtx, data []byte) bool {
 			if f.fin {
 				msg := c.frag
 				c.frag = nil
-				if !c.message(h, msg) {
+				if !c.message(h, msg, now) {
 					return false
 				}
 			}
@@ -370,12 +378,11 @@ func (c *conn) onBytes(h *handlerCtx, data []byte) bool {
 
 // message applies the rate limit and handles one complete message. It
 // returns false when the connection must be released.
-func (c *conn) message(h *handlerCtx, msg []byte) bool {
+func (c *conn) message(h *handlerCtx, msg []byte, now int64) bool {
 	if !c.isOpen() {
 		return true // closing: drain and ignore
 	}
 	cfg := &c.co.set.Load().cfg
-	now := c.co.clock()
 	burst := float64(cfg.MessageBurst)
 	c.tokens = min(burst, c.tokens+float64(now-c.tokAt)*cfg.MessagesPerSecond/1e9)
 	c.tokAt = now

@@ -320,7 +320,7 @@ func (co *Coordinator) announce(c *conn, h *handlerCtx) {
 				strconv.Itoa(st.cfg.MaxSwarmsPerConnection)+")")
 			return
 		}
-		p = &peer{id: req.PeerID, idJSON: req.PeerID.AppendJSON(nil), sw: sw, c: c, site: site, have: max(req.Have, 0)}
+		p = &peer{id: req.PeerID, idHash: idHash(req.PeerID), idJSON: req.PeerID.AppendJSON(nil), sw: sw, c: c, site: site, have: max(req.Have, 0)}
 		p.complete, _ = seedState(req)
 		sw.join(p)
 		c.peers = append(c.peers, p)
@@ -389,14 +389,14 @@ func (co *Coordinator) relayOffers(c *conn, h *handlerCtx, p *peer, st *settings
 	}
 	co.markGen++
 	cands := h.pick(p.sw, p, want, co.markGen)
+	co.tel.offers.Add(int64(len(cands)))
 	nowSec := co.nowSec()
 	for i, t := range cands {
 		o := &req.Offers[i]
 		h.sendRelay(t.c, false, o.SDP, o.RawID, p.idJSON, p.sw.ihJSON)
 		t.addPending(pendingOffer{offerID: o.ID, from: p.id, fromC: c.id, atSec: nowSec}, st.cfg.MaxPendingOffers)
-		t.remember(p.id)
-		p.remember(t.id)
-		co.tel.offers.Add(1)
+		t.remember(p)
+		p.remember(t)
 		if co.tel.sampleRelay(h.rng) {
 			co.tel.span("peerassist.relay.offer", c, p.sw,
 				attribute.String("peerassist.peer_id", p.id.String()),

@@ -119,6 +119,7 @@ const maxMet = 32
 // announce handler; guarded by Coordinator.mu.
 type peer struct {
 	id       signal.ID
+	idHash   uint64 // idHash(id), for the partners' met lists
 	idJSON   []byte // id as a JSON binary string, for relays
 	sw       *swarm
 	c        *conn
@@ -143,9 +144,9 @@ func idHash(id signal.ID) uint64 {
 	return h
 }
 
-// remember records that p was introduced to the peer with id other.
-func (p *peer) remember(other signal.ID) {
-	h := idHash(other)
+// remember records that p was introduced to other.
+func (p *peer) remember(other *peer) {
+	h := other.idHash
 	if slices.Contains(p.met, h) {
 		return
 	}
