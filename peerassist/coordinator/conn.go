@@ -52,14 +52,14 @@ type conn struct {
 	wmu       sync.Mutex
 	state     int         // guarded by wmu; set with setStateLocked
 	notOpen   atomic.Bool // state != stateOpen, for lock-free isOpen
-	fd        int      // epoll mode; -1 otherwise or once released
-	p         *poller  // epoll mode
-	nc        net.Conn // goroutine mode: reads and writes
-	raw       net.Conn // goroutine mode: the socket under nc, to close it
-	out       []byte   // bytes waiting for the socket
-	wantOut   bool     // EPOLLOUT armed
-	closingAt int64    // when stateClosing began
-	closeHard bool     // goroutine mode: close, not half-close, once the close frame is out
+	fd        int         // epoll mode; -1 otherwise or once released
+	p         *poller     // epoll mode
+	nc        net.Conn    // goroutine mode: reads and writes
+	raw       net.Conn    // goroutine mode: the socket under nc, to close it
+	out       []byte      // bytes waiting for the socket
+	wantOut   bool        // EPOLLOUT armed
+	closingAt int64       // when stateClosing began
+	closeHard bool        // goroutine mode: close, not half-close, once the close frame is out
 	wake      chan struct{}
 }
 
