@@ -66,8 +66,10 @@ func Default() Config {
 }
 
 // Load reads, decodes and validates the YAML file at path. Fields the file
-// does not set keep their defaults. A decoding problem or every validation
-// problem is returned as Errors, each naming file:line and the field path.
+// does not set keep their defaults. Every problem (unknown keys, values
+// that do not fit their field, values out of range) is returned at once as
+// Errors, each naming file:line and the field path; a YAML syntax error
+// alone stops the reading.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -78,15 +80,45 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load for bytes already read; path is used only in messages.
 func Parse(path string, data []byte) (*Config, error) {
+	cfg, err := parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Check is Load for `edge check`: with problems, it also returns the
+// configuration as far as it could be read (a field with a problem keeps
+// its default), so that checks beyond the file (region sources) can run
+// too. The configuration is nil only when the file could not be read or
+// parsed at all.
+func Check(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return parse(path, data)
+}
+
+// parse decodes and validates data. Keys that are unknown or whose values
+// do not fit are reported and left out, and the rest is decoded and
+// validated, so that one run reports every problem (a validation problem
+// of a key left out is not reported twice).
+func parse(path string, data []byte) (*Config, error) {
 	cfg := Default()
 	cfg.File = path
-	if errs := schemaErrors(path, data); len(errs) > 0 {
-		return nil, errs
+	schemaErrs, repaired := schemaCheck(path, data)
+	body := data
+	if repaired != nil {
+		body = repaired
 	}
 	// An empty or comment-only file means all defaults (the decoder would
 	// zero the struct instead).
-	if hasContent(data) {
-		if err := unmarshalStrict(data, &cfg); err != nil {
+	if hasContent(body) {
+		if err := unmarshalStrict(body, &cfg); err != nil {
+			if len(schemaErrs) > 0 {
+				return nil, schemaErrs
+			}
 			return nil, decodeError(path, data, err)
 		}
 	}
@@ -96,10 +128,32 @@ func Parse(path string, data []byte) (*Config, error) {
 		cfg.Sites[i].applyDefaults()
 	}
 	cfg.lines = fieldLines(data)
+	all := schemaErrs
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		var verrs Errors
+		if !errors.As(err, &verrs) {
+			return nil, err
+		}
+		for _, e := range verrs {
+			if !underAny(e.Path, schemaErrs) {
+				all = append(all, e)
+			}
+		}
+	}
+	if len(all) > 0 {
+		return &cfg, all
 	}
 	return &cfg, nil
+}
+
+// underAny reports whether path is one of the errors' paths or under one.
+func underAny(path string, errs Errors) bool {
+	for _, e := range errs {
+		if path == e.Path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // hasContent reports whether data holds a YAML document with a body.

@@ -80,6 +80,7 @@ func TestByteSize(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("sites:\n  - name: a\n    origins: [{url: \"http://x\"}]\n"))
 	f.Add([]byte("listen: [\n"))
+	f.Add([]byte("cache:\n  memory_bytes: 16XB\npolicy: {ebu_cap: 7, colour: red}\nsites:\n  - name: a\n    origins: [{url: \"http://x\", weight: many}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = Parse("fuzz.yaml", data) // must not panic
 	})

@@ -66,29 +66,45 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "edge check: --config FILE is required")
 		return 2
 	}
-	cfg, err := config.Load(*path)
-	if err == nil {
-		// The region sources (TSV, mmdb files) are part of the config.
+	// Check goes on past problems, so that one run reports them all, the
+	// region sources' included.
+	cfg, err := config.Check(*path)
+	var es config.Errors
+	if err != nil {
+		if !errors.As(err, &es) {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		for _, e := range es {
+			fmt.Fprintln(stderr, e.Error())
+		}
+	}
+	failed := err != nil
+	// The region sources (TSV, mmdb files) are part of the config: read
+	// them unless the region section itself has problems.
+	if cfg != nil && !regionHasProblems(es) {
 		if _, rerr := region.New(cfg.Region, region.Options{BaseDir: filepath.Dir(*path), Logger: slog.New(slog.DiscardHandler)}); rerr != nil {
 			for _, line := range strings.Split(rerr.Error(), "\n") {
 				fmt.Fprintln(stderr, withConfigLine(cfg, line))
 			}
-			return 2
+			failed = true
 		}
 	}
-	if err != nil {
-		var es config.Errors
-		if errors.As(err, &es) {
-			for _, e := range es {
-				fmt.Fprintln(stderr, e.Error())
-			}
-		} else {
-			fmt.Fprintln(stderr, err)
-		}
+	if failed {
 		return 2
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d sites)\n", *path, len(cfg.Sites))
 	return 0
+}
+
+// regionHasProblems reports whether any problem is in the region section.
+func regionHasProblems(es config.Errors) bool {
+	for _, e := range es {
+		if e.Path == "region" || strings.HasPrefix(e.Path, "region.") {
+			return true
+		}
+	}
+	return false
 }
 
 // withConfigLine prefixes a problem that starts with a config path

@@ -82,3 +82,23 @@ func TestCheckRegionSourceErrorsHaveLines(t *testing.T) {
 		t.Errorf("stderr = %q, want the config line and the TSV line", errb.String())
 	}
 }
+
+// TestCheckEveryProblemOnce: keys that do not fit, values out of range and
+// a region source that cannot be read, all in one run (QA: 3 of 33
+// problems were printed, then the rest once those were fixed, and region
+// files only once everything else was valid).
+func TestCheckEveryProblemOnce(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "edge.yaml")
+	os.WriteFile(cfg, []byte("cache:\n  memory_bytes: 16XB\nsites:\n  - name: a\n    origins: [{url: \"http://127.0.0.1:1\"}]\n"+
+		"policy:\n  ebu_cap: 7\n  colour: red\nregion:\n  sources:\n    - path: missing.tsv\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "--config", cfg}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d, want 2; stderr %s", code, errb.String())
+	}
+	for _, w := range []string{"edge.yaml:2: cache.memory_bytes", "edge.yaml:8: policy.colour: unknown field", "edge.yaml:7: policy.ebu_cap", "edge.yaml:11: region.sources[0]"} {
+		if !strings.Contains(errb.String(), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errb.String())
+		}
+	}
+}
