@@ -100,3 +100,17 @@ func TestNewTableRejectsBadConfig(t *testing.T) {
 		t.Error("newTable without sites: no error")
 	}
 }
+
+// TestMethodName: request methods as the HTTP semantic conventions name
+// them (QA: CONNECT and unknown methods were labelled "HTTP").
+func TestMethodName(t *testing.T) {
+	tests := []struct{ in, attr, span string }{
+		{"GET", "GET", "GET"}, {"CONNECT", "CONNECT", "CONNECT"}, {"PATCH", "PATCH", "PATCH"},
+		{"PROPFIND", "_OTHER", "HTTP"}, {"get", "_OTHER", "HTTP"}, {"", "_OTHER", "HTTP"},
+	}
+	for _, tt := range tests {
+		if a, s := methodName([]byte(tt.in)), spanName([]byte(tt.in)); a != tt.attr || s != tt.span {
+			t.Errorf("method %q: attribute %q, span %q; want %q, %q", tt.in, a, s, tt.attr, tt.span)
+		}
+	}
+}

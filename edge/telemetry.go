@@ -167,11 +167,11 @@ func (x *exchange) startSpan() {
 	h := &x.ctx.Request.Header
 	if len(x.req.traceparent) > 0 {
 		parent := otel.GetTextMapPropagator().Extract(context.Background(), requestCarrier{h})
-		x.spanCtx, x.span = x.s.tracer.Start(parent, methodName(h.Method()), serverSpanOpts...)
+		x.spanCtx, x.span = x.s.tracer.Start(parent, spanName(h.Method()), serverSpanOpts...)
 		return
 	}
 	if r := x.s.tbl.Load().cfg.Telemetry.TraceSampleRatio; r >= 1 || (r > 0 && rand.Float64() < r) {
-		x.spanCtx, x.span = x.s.tracer.Start(edgetelemetry.SampledRoot(context.Background()), methodName(h.Method()), serverSpanOpts...)
+		x.spanCtx, x.span = x.s.tracer.Start(edgetelemetry.SampledRoot(context.Background()), spanName(h.Method()), serverSpanOpts...)
 	}
 }
 
@@ -195,6 +195,9 @@ func (x *exchange) traceContext() context.Context {
 
 var serverSpanOpts = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 
+// methodName is the request method as the HTTP semantic conventions name
+// it: one of the known methods, else "_OTHER" (the attribute's value) and
+// "HTTP" (the span's name).
 func methodName(m []byte) string {
 	switch string(m) {
 	case "GET":
@@ -205,6 +208,25 @@ func methodName(m []byte) string {
 		return "OPTIONS"
 	case "POST":
 		return "POST"
+	case "PUT":
+		return "PUT"
+	case "DELETE":
+		return "DELETE"
+	case "PATCH":
+		return "PATCH"
+	case "CONNECT":
+		return "CONNECT"
+	case "TRACE":
+		return "TRACE"
+	}
+	return "_OTHER"
+}
+
+// spanName is the server span's name: the method, or "HTTP" for one the
+// conventions do not know.
+func spanName(m []byte) string {
+	if n := methodName(m); n != "_OTHER" {
+		return n
 	}
 	return "HTTP"
 }
