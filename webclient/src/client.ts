@@ -370,8 +370,13 @@ export class Client extends Emitter<ClientEvents> {
     const u = this.edgeHTTP.resolve(String(url));
     if (!this.engine && !this.opts.swarm && this.edgeHTTP.isEdge(u)) this.join(this.edgeHTTP.objectPath(u));
     if (o.bitrateBps !== undefined) this.declareBitrate(o.bitrateBps);
+    const range = o.range;
+    if (range !== undefined && !validRange(range)) {
+      // Plain JS may pass anything: a header string, one number, floats.
+      throw new TypeError(`fetch ${u.href}: range must be [start, end) of whole byte offsets with 0 <= start <= end, got ${JSON.stringify(range)}`);
+    }
     const deadlineAt = now() + (o.deadlineMs ?? this.opts.defaultDeadlineMs);
-    const r = await this.load(u, { deadlineAt, urgent: o.urgent, start: o.range?.[0], end: o.range?.[1], signal: o.signal });
+    const r = await this.load(u, { deadlineAt, urgent: o.urgent, start: range?.[0], end: range?.[1], signal: o.signal });
     const headers: Record<string, string> = { "Content-Length": String(r.data.length) };
     if (r.contentType) headers["Content-Type"] = r.contentType;
     return new Response(r.data as Uint8Array<ArrayBuffer>, { status: o.range ? 206 : 200, headers });
@@ -447,4 +452,16 @@ function positive(v: number | undefined, def: number): number {
 
 function clamp(v: number, lo: number, hi: number): number {
   return Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : lo;
+}
+
+/** validRange reports whether r is a byte range [start, end) fetch() can load. */
+function validRange(r: unknown): r is [number, number] {
+  return (
+    Array.isArray(r) &&
+    r.length === 2 &&
+    Number.isSafeInteger(r[0]) &&
+    Number.isSafeInteger(r[1]) &&
+    r[0] >= 0 &&
+    r[1] >= r[0]
+  );
 }

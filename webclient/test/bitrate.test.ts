@@ -204,3 +204,15 @@ test("parseVariants reads BANDWIDTH and the variant's URL; bad lines are skipped
     for (const v of parseVariants(s, base)) assert.ok(Number.isSafeInteger(v.bitrateBps) && v.bitrateBps > 0, JSON.stringify(s));
   }
 });
+
+test("fetch(url, { range }) rejects a range that is not [start, end) of whole byte offsets", async () => {
+  const c = newClient();
+  const url = base + "360p/seg_1.m4s";
+  for (const bad of ["bytes=100-199", [100], [200, 100], [-1, 10], [0.5, 10], [0, Infinity], null]) {
+    await assert.rejects(
+      c.fetch(url, { range: bad as unknown as [number, number] }),
+      (err: unknown) => err instanceof TypeError && /range must be/.test(String(err)),
+      `range ${JSON.stringify(bad)}`,
+    );
+  }
+});
