@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -338,5 +339,39 @@ func TestOnlyIfCached(t *testing.T) {
 	}
 	if r := e.get("/bytes/800", "Cache-Control", "no-cache", "Pragma", "no-cache"); !strings.HasPrefix(r.get("Cache-Status"), "edge; hit") {
 		t.Errorf("client no-cache is ignored (documented): %q", r.get("Cache-Status"))
+	}
+}
+
+// TestStaleFillNotReused: a response stale on arrival (Expires in the
+// past) is not served from its fill in flight as a hit; the request goes
+// to the origin, as it would once the response is stored (QA: "hit;
+// ttl=-1; detail=filling" for expires=garbage).
+func TestStaleFillNotReused(t *testing.T) {
+	e := newEnv(t, nil)
+	const size = 300
+	path := fmt.Sprintf("/bytes/%d?stalefill=1", size)
+	var h fasthttp.ResponseHeader
+	h.SetContentLength(size)
+	h.Set("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")
+	h.Set("ETag", `"x"`)
+	now := time.Now()
+	m, storable, reason := buildMeta(h.All(), 200, now, now, e.srv.tbl.Load().policy)
+	if !storable {
+		t.Fatalf("test metadata not storable: %s", reason)
+	}
+	f, leader := e.store.StartFill("demo\x00"+path, size, 0, m.encode())
+	if !leader || f.Err() != nil {
+		t.Fatalf("StartFill: leader %v, %v", leader, f.Err())
+	}
+	defer f.Abort(errors.New("test over"))
+	if _, err := f.Write(demoBytes(size, 0, size)); err != nil {
+		t.Fatal(err)
+	}
+	r := e.get(path)
+	if r.status != 200 || strings.Contains(r.get("Cache-Status"), "detail=filling") {
+		t.Errorf("GET while a stale-on-arrival response fills: %d %q; want 200 from the origin", r.status, r.get("Cache-Status"))
+	}
+	if got := e.origin.Origin.Hits(fmt.Sprintf("/bytes/%d", size)); got != 1 {
+		t.Errorf("origin hits = %d, want 1", got)
 	}
 }

@@ -111,7 +111,10 @@ func (s *Server) serveCache(x *exchange) {
 			// Not forwarded: served from the cache as it fills. This counts
 			// for only-if-cached too: a client that has just read the
 			// whole body of a miss may ask again before the fill commits.
-			if f, ok := s.fillingObj(fill); ok {
+			// A response stale on arrival (Expires in the past or
+			// invalid, max-age=0) is not reused while it fills either: it
+			// needs validating, as it will once stored (RFC 9111 4.2).
+			if f, ok := s.fillingObj(fill); ok && time.Duration(f.meta.Lifetime) > f.meta.currentAge(x.now) {
 				m := f.meta
 				x.cs = cacheStatus{hit: true, detail: "filling", label: labelHit, hasTTL: true,
 					ttl: int64(time.Duration(m.Lifetime)-m.currentAge(x.now)) / int64(time.Second)}
