@@ -24,7 +24,7 @@
 //
 // Idle connections cost no goroutine and no buffer: on Linux the socket is
 // taken from fasthttp after the handshake and read from a few epoll loops
-// (one per CPU) with one shared read buffer per loop. Elsewhere, or when the
+// (one per 4 CPUs) with one shared read buffer per loop. Elsewhere, or when the
 // connection is not a plain TCP socket, one goroutine per connection reads
 // it.
 package coordinator

@@ -165,6 +165,22 @@ type tpClient struct {
 	answSD  []byte
 
 	offers, answers, replies, failures atomic.Int64
+
+	// reasons counts failures by text (the server's failure reason, or
+	// the parse error), for the report.
+	reasonsMu sync.Mutex
+	reasons   map[string]int64
+}
+
+// fail counts one failure and its reason.
+func (c *tpClient) fail(reason string) {
+	c.failures.Add(1)
+	c.reasonsMu.Lock()
+	if c.reasons == nil {
+		c.reasons = map[string]int64{}
+	}
+	c.reasons[reason]++
+	c.reasonsMu.Unlock()
 }
 
 func (c *tpClient) announce(ev signal.Event, n int) error {
@@ -204,8 +220,8 @@ func (c *tpClient) run(offers int, stop *atomic.Bool) {
 		if err != nil {
 			return
 		}
-		if signal.ParseResponse(msg, &c.resp) != nil {
-			c.failures.Add(1)
+		if err := signal.ParseResponse(msg, &c.resp); err != nil {
+			c.fail("unparsable reply: " + err.Error())
 			continue
 		}
 		switch c.resp.Kind {
@@ -222,7 +238,7 @@ func (c *tpClient) run(offers int, stop *atomic.Bool) {
 		case signal.KindAnswer:
 			c.answers.Add(1)
 		case signal.KindFailure:
-			c.failures.Add(1)
+			c.fail(c.resp.Failure)
 			if c.resp.Action == signal.ActionAnnounce && !strings.Contains(c.resp.Failure, "offer") && !stop.Load() {
 				time.Sleep(10 * time.Millisecond)
 				if c.announce(signal.EventUpdate, offers) != nil {
@@ -240,6 +256,9 @@ type tpResult struct {
 	offers, answers, replies   int64
 	failures                   int64
 	serverCPU, loadgenCPU      float64 // seconds within the window
+	// reasons counts the failures of the whole phase (warm-up included)
+	// by reason.
+	reasons map[string]int64
 }
 
 func (r tpResult) relayed() int64 { return r.offers + r.answers }
@@ -307,6 +326,14 @@ func throughputPhase(ctx context.Context, u *url.URL, pid, clients, offers, swar
 	closeAll(conns)
 	wg.Wait()
 	res.offers, res.answers, res.replies, res.failures = o1-o0, a1-a0, r1-r0, f1-f0
+	for _, c := range cs {
+		for r, n := range c.reasons {
+			if res.reasons == nil {
+				res.reasons = map[string]int64{}
+			}
+			res.reasons[r] += n
+		}
+	}
 	res.serverCPU, res.loadgenCPU = cpu1-cpu0, self1-self0
 	return res, nil
 }

@@ -24,11 +24,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -129,7 +131,7 @@ func bench(args []string) error {
 	trackerDir := fs.String("tracker-dir", "peerassist/cmd/loadgen/tracker", "directory of the reference tracker's package.json and server.mjs")
 	targets := fs.String("targets", "edge,bittorrent-tracker", "servers to measure, in order")
 	edgeProfile := fs.String("edge-cpuprofile", "", "write the edge server's CPU profile to this file")
-	edgePollers := fs.Int("edge-pollers", 0, "the edge server's epoll loops (0: GOMAXPROCS)")
+	edgePollers := fs.Int("edge-pollers", 0, "the edge server's epoll loops (0: the coordinator's default, one per 4 CPUs)")
 	edgeMemProfile := fs.String("edge-memprofile", "", "write the edge server's allocation profile to this file")
 	fs.Parse(args)
 
@@ -302,6 +304,11 @@ func report(w *os.File, p params, rs []result) {
 			rs[0].tp.perCPUSecond()/max(rs[1].tp.perCPUSecond(), 1), rs[1].idle.perPeerBytes()/max(rs[0].idle.perPeerBytes(), 1))
 	}
 	for _, r := range rs {
+		reasons := slices.Collect(maps.Keys(r.tp.reasons))
+		slices.Sort(reasons)
+		for _, reason := range reasons {
+			fmt.Fprintf(w, "# %s: %d failures (whole phase): %s\n", r.name, r.tp.reasons[reason], reason)
+		}
 		if r.err != nil {
 			fmt.Fprintf(w, "# %s: %v\n", r.name, r.err)
 		}

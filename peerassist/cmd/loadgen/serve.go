@@ -46,7 +46,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	pollers := fs.Int("pollers", 0, "epoll loops (0: GOMAXPROCS)")
+	pollers := fs.Int("pollers", 0, "epoll loops (0: the coordinator's default, one per 4 CPUs)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile to this file on exit")
 	fs.Parse(args)
 	if *cpuProfile != "" {
