@@ -683,38 +683,8 @@ func BenchmarkDataPath(b *testing.B) {
 	waitHello(b, sb)
 	waitHello(b, sa)
 
-	writable := make(chan struct{}, 1)
-	raw[0].SetBufferedAmountLowThreshold(512 << 10)
-	raw[0].OnBufferedAmountLow(func() { notify(writable) })
-	rawPass := func() time.Duration {
-		done := make(chan error, 1)
-		go func() {
-			buf := make([]byte, wire.MaxFrameBytes)
-			for got := 0; got < total; {
-				n, _, err := raw[1].ReadDataChannel(buf)
-				if err != nil {
-					done <- err
-					return
-				}
-				got += n
-			}
-			done <- nil
-		}()
-		start := time.Now()
-		msg := make([]byte, wire.MaxFrameBytes)
-		for sent := 0; sent < total; sent += len(msg) {
-			for raw[0].BufferedAmount() > 1<<20 {
-				<-writable
-			}
-			if _, err := raw[0].Write(msg); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(start)
-	}
+	send := rawSender(b, raw, total)
+	rawPass := func() time.Duration { return send(wire.MaxFrameBytes) }
 	// Each chunk received replaces the previous pass's copy in sb, so the
 	// live heap (and with it how often the garbage collector runs while
 	// pion allocates some 220 MiB per pass) is the same in both passes.
@@ -777,5 +747,103 @@ func BenchmarkDataPath(b *testing.B) {
 	if rawCPU > 0 && pathCPU > 0 {
 		b.ReportMetric(rawCPU.Seconds()*1e3/mb, "raw-CPU-ms/MB")
 		b.ReportMetric(pathCPU.Seconds()*1e3/mb, "path-CPU-ms/MB")
+	}
+}
+
+// rawSender returns a pass that sends total bytes over raw[0] in messages
+// of msgBytes, with the buffered-amount flow control the link uses (write
+// while at most 1 MiB is buffered, resume at 512 KiB), reads them from
+// raw[1] and returns how long that took. Call it once per channel: it
+// takes the channel's one OnBufferedAmountLow callback.
+func rawSender(b *testing.B, raw [2]*rtcChannel, total int) func(msgBytes int) time.Duration {
+	writable := make(chan struct{}, 1)
+	raw[0].SetBufferedAmountLowThreshold(512 << 10)
+	raw[0].OnBufferedAmountLow(func() { notify(writable) })
+	return func(msgBytes int) time.Duration {
+		done := make(chan error, 1)
+		go func() {
+			buf := make([]byte, wire.MaxFrameBytes)
+			for got := 0; got < total; {
+				n, _, err := raw[1].ReadDataChannel(buf)
+				if err != nil {
+					done <- err
+					return
+				}
+				got += n
+			}
+			done <- nil
+		}()
+		start := time.Now()
+		msg := make([]byte, msgBytes)
+		for sent := 0; sent < total; sent += len(msg) {
+			msg = msg[:min(msgBytes, total-sent)]
+			for raw[0].BufferedAmount() > 1<<20 {
+				<-writable
+			}
+			if _, err := raw[0].Write(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+}
+
+// BenchmarkRawFrameSize measures what the message size costs pion alone,
+// to separate it from the protocol's own cost in BenchmarkDataPath: raw
+// DataChannel passes of 16 KiB messages against passes of the size the
+// link's DATA frames take (whole SCTP packets: 16,184 bytes between two
+// pion peers), 16 MiB each, alternating, over one association.
+//
+//	go test -run '^$' -bench RawFrameSize -benchtime 20x ./peerassist/peer
+func BenchmarkRawFrameSize(b *testing.B) {
+	const total = 16 << 20
+	engA, engB, raw, path := twoChannels(b)
+	defer engA.close()
+	defer engB.close()
+	defer path[0].Close()
+	defer path[1].Close()
+	defer raw[0].Close()
+	defer raw[1].Close()
+	frameBytes := fitPackets(wire.MaxPayloadBytes, raw[0].PacketPayloadBytes()) + wire.DataHeaderBytes
+	send := rawSender(b, raw, total)
+	fullPass := func() time.Duration { return send(wire.MaxFrameBytes) }
+	fitPass := func() time.Duration { return send(frameBytes) }
+	fullPass() // warm the association up
+	fitPass()
+	var fullTime, fitTime, fullCPU, fitCPU time.Duration
+	timed := func(pass func() time.Duration, wall, cpu *time.Duration) time.Duration {
+		c := processCPUTime()
+		d := pass()
+		*cpu += processCPUTime() - c
+		*wall += d
+		return d
+	}
+	var ratios []float64
+	b.SetBytes(2 * total)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		var f, w time.Duration
+		if i%2 == 0 {
+			f = timed(fullPass, &fullTime, &fullCPU)
+			w = timed(fitPass, &fitTime, &fitCPU)
+		} else {
+			w = timed(fitPass, &fitTime, &fitCPU)
+			f = timed(fullPass, &fullTime, &fullCPU)
+		}
+		ratios = append(ratios, f.Seconds()/w.Seconds())
+	}
+	b.StopTimer()
+	sort.Float64s(ratios)
+	mb := float64(total) * float64(b.N) / 1e6
+	b.ReportMetric(float64(frameBytes), "frame-bytes")
+	b.ReportMetric(mb/fullTime.Seconds(), "16KiB-MB/s")
+	b.ReportMetric(mb/fitTime.Seconds(), "frame-MB/s")
+	b.ReportMetric(ratios[len(ratios)/2], "median-frame/16KiB")
+	if fullCPU > 0 && fitCPU > 0 {
+		b.ReportMetric(fullCPU.Seconds()*1e3/mb, "16KiB-CPU-ms/MB")
+		b.ReportMetric(fitCPU.Seconds()*1e3/mb, "frame-CPU-ms/MB")
 	}
 }
