@@ -187,11 +187,42 @@ const (
 	rPolicy
 )
 
-var responseKeys = map[string]uint32{
-	"action": rAction, "failure reason": rFailure, "warning message": rWarning, "info_hash": rInfoHash,
-	"interval": rInterval, "complete": rComplete, "incomplete": rIncomplete, "x_session": rSession,
-	"peer_id": rPeerID, "offer_id": rOfferID, "offer": rOffer, "answer": rAnswer, "files": rFiles,
-	"flags": rFlags, "x_policy": rPolicy,
+// responseKey returns the member bit of a response key, 0 for an unknown
+// one (see requestKey).
+func responseKey(key []byte) uint32 {
+	switch string(key) {
+	case "action":
+		return rAction
+	case "failure reason":
+		return rFailure
+	case "warning message":
+		return rWarning
+	case "info_hash":
+		return rInfoHash
+	case "interval":
+		return rInterval
+	case "complete":
+		return rComplete
+	case "incomplete":
+		return rIncomplete
+	case "x_session":
+		return rSession
+	case "peer_id":
+		return rPeerID
+	case "offer_id":
+		return rOfferID
+	case "offer":
+		return rOffer
+	case "answer":
+		return rAnswer
+	case "files":
+		return rFiles
+	case "flags":
+		return rFlags
+	case "x_policy":
+		return rPolicy
+	}
+	return 0
 }
 
 // ParseResponse decodes one coordinator message into r, strictly (as
@@ -202,8 +233,8 @@ func ParseResponse(data []byte, r *Response) error {
 	l.data = data
 	var seen uint32
 	err := l.object("", func(key []byte) error {
-		bit, ok := responseKeys[string(key)]
-		if !ok {
+		bit := responseKey(key)
+		if bit == 0 {
 			_, err := l.skip(string(key))
 			return err
 		}
