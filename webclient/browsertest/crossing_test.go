@@ -142,7 +142,9 @@ func TestCrossingOffers(t *testing.T) {
 	for _, p := range []*Page{a, b} {
 		p.WaitFor("paDemo.client.stats().peersConnected === 1", 30*time.Second)
 	}
-	if got := tr.log(); len(got) < 4 || got[0] != "offer" || got[1] != "offer" {
+	// At least one answer (the loser's offer may be refused unanswered, or
+	// its answer may come after both pages have their connection).
+	if got := tr.log(); len(got) < 3 || got[0] != "offer" || got[1] != "offer" {
 		t.Fatalf("tracker relayed %v, want both offers before any answer", got)
 	}
 	// Long enough for the losing connection's close to reach both sides.
