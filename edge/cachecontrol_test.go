@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/peerassist/edgebox/edge/cache"
 	"net/url"
 	"strconv"
 	"strings"
@@ -285,19 +286,7 @@ func TestOnlyIfCachedWhileCommitting(t *testing.T) {
 	const size = 800
 	path := fmt.Sprintf("/bytes/%d?oic=committing", size)
 	// The state a miss leaves between its last byte and its commit.
-	var h fasthttp.ResponseHeader
-	h.SetContentLength(size)
-	h.Set("Cache-Control", "public, max-age=3600")
-	h.Set("ETag", `"x"`)
-	now := time.Now()
-	m, storable, reason := buildMeta(h.All(), 200, now, now, e.srv.tbl.Load().policy)
-	if !storable {
-		t.Fatalf("test metadata not storable: %s", reason)
-	}
-	f, leader := e.store.StartFill("demo\x00"+path, size, 0, m.encode())
-	if !leader || f.Err() != nil {
-		t.Fatalf("StartFill: leader %v, %v", leader, f.Err())
-	}
+	f := e.startFill(t, path, size, "Cache-Control", "public, max-age=3600")
 	if _, err := f.Write(demoBytes(size, 0, size)); err != nil {
 		t.Fatal(err)
 	}
@@ -350,19 +339,7 @@ func TestStaleFillNotReused(t *testing.T) {
 	e := newEnv(t, nil)
 	const size = 300
 	path := fmt.Sprintf("/bytes/%d?stalefill=1", size)
-	var h fasthttp.ResponseHeader
-	h.SetContentLength(size)
-	h.Set("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")
-	h.Set("ETag", `"x"`)
-	now := time.Now()
-	m, storable, reason := buildMeta(h.All(), 200, now, now, e.srv.tbl.Load().policy)
-	if !storable {
-		t.Fatalf("test metadata not storable: %s", reason)
-	}
-	f, leader := e.store.StartFill("demo\x00"+path, size, 0, m.encode())
-	if !leader || f.Err() != nil {
-		t.Fatalf("StartFill: leader %v, %v", leader, f.Err())
-	}
+	f := e.startFill(t, path, size, "Expires", "Thu, 01 Jan 1970 00:00:00 GMT")
 	defer f.Abort(errors.New("test over"))
 	if _, err := f.Write(demoBytes(size, 0, size)); err != nil {
 		t.Fatal(err)
@@ -374,4 +351,27 @@ func TestStaleFillNotReused(t *testing.T) {
 	if got := e.origin.Origin.Hits(fmt.Sprintf("/bytes/%d", size)); got != 1 {
 		t.Errorf("origin hits = %d, want 1", got)
 	}
+}
+
+// startFill starts a fill of the demo site's path in the store, as a miss
+// would, with a 200 response of size bytes, a strong ETag and the header
+// fields given in pairs; its bytes are the caller's to write.
+func (e *testEnv) startFill(t *testing.T, path string, size int, fields ...string) *cache.Fill {
+	t.Helper()
+	var h fasthttp.ResponseHeader
+	h.SetContentLength(size)
+	h.Set("ETag", `"x"`)
+	for i := 0; i+1 < len(fields); i += 2 {
+		h.Set(fields[i], fields[i+1])
+	}
+	now := time.Now()
+	m, storable, reason := buildMeta(h.All(), 200, now, now, e.srv.tbl.Load().policy)
+	if !storable {
+		t.Fatalf("test metadata not storable: %s", reason)
+	}
+	f, leader := e.store.StartFill("demo\x00"+path, int64(size), 0, m.encode())
+	if !leader || f.Err() != nil {
+		t.Fatalf("StartFill: leader %v, %v", leader, f.Err())
+	}
+	return f
 }

@@ -104,13 +104,7 @@ func TestManifestWaitsForCommit(t *testing.T) {
 	e := newEnv(t, nil)
 	const size = 150_000 // 3 chunks of 64 KiB
 	path := "/bytes/150000?m=commit"
-	var h fasthttp.ResponseHeader
-	h.SetContentLength(size)
-	h.Set("Cache-Control", "public, max-age=3600")
-	h.Set("ETag", `"x"`)
-	now := time.Now()
-	m, _, _ := buildMeta(h.All(), 200, now, now, e.srv.tbl.Load().policy)
-	f, _ := e.store.StartFill("demo\x00"+path, size, 0, m.encode())
+	f := e.startFill(t, path, size, "Cache-Control", "public, max-age=3600")
 	body := demoBytes(size, 0, size)
 	if _, err := f.Write(body); err != nil {
 		t.Fatal(err)
