@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/peerassist/edgebox/peerassist/signal"
 	"github.com/peerassist/edgebox/region"
@@ -287,6 +288,13 @@ func (c *conn) release() {
 	c.co.onClosed(c)
 }
 
+// invalidText closes a connection that sent a text message that is not
+// UTF-8, with 1007 as RFC 6455 (8.1) asks.
+func (c *conn) invalidText() {
+	c.co.tel.reject(reasonProtocol)
+	c.kill(closeInvalidData, "text message is not valid UTF-8", false)
+}
+
 // onBytes consumes bytes read from the socket: it parses frames, answers
 // control frames and hands complete messages to the coordinator. It
 // returns false when the connection must be released now.
@@ -327,6 +335,10 @@ func (c *conn) onBytes(h *handlerCtx, data []byte) bool {
 				c.fragOp = f.op
 				continue
 			}
+			if f.op == opText && !utf8.Valid(payload) {
+				c.invalidText()
+				return false
+			}
 			if !c.message(h, payload, now) {
 				return false
 			}
@@ -344,6 +356,10 @@ func (c *conn) onBytes(h *handlerCtx, data []byte) bool {
 			if f.fin {
 				msg := c.frag
 				c.frag = nil
+				if c.fragOp == opText && !utf8.Valid(msg) {
+					c.invalidText()
+					return false
+				}
 				if !c.message(h, msg, now) {
 					return false
 				}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -421,5 +422,39 @@ func TestBurstGetsRepliesThenPolicyClose(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestInvalidUTF8Text: a text message that is not UTF-8, whole or in
+// fragments, is closed with 1007 (RFC 6455 8.1); QA saw a failure reason
+// and the socket left open.
+func TestInvalidUTF8Text(t *testing.T) {
+	for _, fragmented := range []bool{false, true} {
+		e := startEdge(t, testConfig(), nil)
+		addr := strings.TrimSuffix(strings.TrimPrefix(e.url, "ws://"), "/pa/v1/announce")
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprint(nc, "GET /pa/v1/announce HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+		br := bufio.NewReader(nc)
+		if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+			t.Fatalf("handshake: %v %v", resp, err)
+		}
+		bad := []byte("{\"action\":\"scrape\",\"x\":\"\xc3\x28\"}")
+		if fragmented {
+			first := maskedFrame(opText, bad[:10])
+			first[0] &^= 0x80 // not final
+			last := maskedFrame(opContinuation, bad[10:])
+			nc.Write(append(first, last...))
+		} else {
+			nc.Write(maskedFrame(opText, bad))
+		}
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		hdr := make([]byte, 4)
+		if _, err := io.ReadFull(br, hdr); err != nil || hdr[0] != 0x80|opClose || int(hdr[2])<<8|int(hdr[3]) != closeInvalidData {
+			t.Errorf("fragmented %v: reply to invalid UTF-8: % x (%v), want a 1007 close", fragmented, hdr, err)
+		}
+		nc.Close()
 	}
 }
