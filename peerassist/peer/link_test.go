@@ -712,33 +712,12 @@ func BenchmarkDataPath(b *testing.B) {
 	rawPass()
 	pathPass()
 
-	var rawTime, pathTime, rawCPU, pathCPU time.Duration
-	timed := func(pass func() time.Duration, wall, cpu *time.Duration) time.Duration {
-		c := processCPUTime()
-		d := pass()
-		*cpu += processCPUTime() - c
-		*wall += d
-		return d
-	}
-	var ratios []float64
 	b.SetBytes(2 * total)
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		var r, p time.Duration
-		if i%2 == 0 {
-			r = timed(rawPass, &rawTime, &rawCPU)
-			p = timed(pathPass, &pathTime, &pathCPU)
-		} else {
-			p = timed(pathPass, &pathTime, &pathCPU)
-			r = timed(rawPass, &rawTime, &rawCPU)
-		}
-		ratios = append(ratios, r.Seconds()/p.Seconds())
-	}
-	b.StopTimer()
+	ab := alternate(b, rawPass, pathPass)
+	rawTime, pathTime, rawCPU, pathCPU, ratios := ab.wall[0], ab.wall[1], ab.cpu[0], ab.cpu[1], ab.ratios
 	if sb.bad != 0 {
 		b.Fatalf("%d chunks failed verification", sb.bad)
 	}
-	sort.Float64s(ratios)
 	mb := float64(total) * float64(b.N) / 1e6
 	b.ReportMetric(mb/rawTime.Seconds(), "raw-MB/s")
 	b.ReportMetric(mb/pathTime.Seconds(), "path-MB/s")
@@ -748,6 +727,40 @@ func BenchmarkDataPath(b *testing.B) {
 		b.ReportMetric(rawCPU.Seconds()*1e3/mb, "raw-CPU-ms/MB")
 		b.ReportMetric(pathCPU.Seconds()*1e3/mb, "path-CPU-ms/MB")
 	}
+}
+
+// abTimes are two passes' wall and CPU times, summed over the benchmark's
+// iterations, and the per-iteration ratios of the first's wall time to the
+// second's, sorted.
+type abTimes struct {
+	wall, cpu [2]time.Duration
+	ratios    []float64
+}
+
+// alternate runs passes a and c once per iteration, in alternating order
+// (so that neither always runs on a warmer or quieter machine), and times
+// them; the benchmark's timer covers the loop only.
+func alternate(b *testing.B, a, c func() time.Duration) abTimes {
+	var t abTimes
+	passes := [2]func() time.Duration{a, c}
+	timed := func(k int) time.Duration {
+		c0 := processCPUTime()
+		d := passes[k]()
+		t.cpu[k] += processCPUTime() - c0
+		t.wall[k] += d
+		return d
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		var d [2]time.Duration
+		first := i % 2
+		d[first] = timed(first)
+		d[1-first] = timed(1 - first)
+		t.ratios = append(t.ratios, d[0].Seconds()/d[1].Seconds())
+	}
+	b.StopTimer()
+	sort.Float64s(t.ratios)
+	return t
 }
 
 // rawSender returns a pass that sends total bytes over raw[0] in messages
@@ -813,30 +826,9 @@ func BenchmarkRawFrameSize(b *testing.B) {
 	fitPass := func() time.Duration { return send(frameBytes) }
 	fullPass() // warm the association up
 	fitPass()
-	var fullTime, fitTime, fullCPU, fitCPU time.Duration
-	timed := func(pass func() time.Duration, wall, cpu *time.Duration) time.Duration {
-		c := processCPUTime()
-		d := pass()
-		*cpu += processCPUTime() - c
-		*wall += d
-		return d
-	}
-	var ratios []float64
 	b.SetBytes(2 * total)
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		var f, w time.Duration
-		if i%2 == 0 {
-			f = timed(fullPass, &fullTime, &fullCPU)
-			w = timed(fitPass, &fitTime, &fitCPU)
-		} else {
-			w = timed(fitPass, &fitTime, &fitCPU)
-			f = timed(fullPass, &fullTime, &fullCPU)
-		}
-		ratios = append(ratios, f.Seconds()/w.Seconds())
-	}
-	b.StopTimer()
-	sort.Float64s(ratios)
+	ab := alternate(b, fullPass, fitPass)
+	fullTime, fitTime, fullCPU, fitCPU, ratios := ab.wall[0], ab.wall[1], ab.cpu[0], ab.cpu[1], ab.ratios
 	mb := float64(total) * float64(b.N) / 1e6
 	b.ReportMetric(float64(frameBytes), "frame-bytes")
 	b.ReportMetric(mb/fullTime.Seconds(), "16KiB-MB/s")
