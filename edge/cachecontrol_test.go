@@ -64,7 +64,7 @@ func TestCacheControlTable(t *testing.T) {
 	for i, tt := range tests {
 		path := fmt.Sprintf("/bytes/%d", 1000+i)
 		target := path + "?" + tt.query
-		first := e.get(target)
+		first := e.getSettled(target)
 		second := e.get(target)
 		if !strings.HasPrefix(second.get("Cache-Status"), tt.secondCS) {
 			t.Errorf("%s: second Cache-Status %q, want prefix %q (first %q)", tt.name, second.get("Cache-Status"), tt.secondCS, first.get("Cache-Status"))
@@ -126,7 +126,10 @@ func TestRevalidationNewContent(t *testing.T) {
 func TestStaleIfError(t *testing.T) {
 	e := newEnv(t, nil)
 	target := "/bytes/3000?cache_control=" + url.QueryEscape("max-age=0, stale-if-error=60")
-	e.get(target)
+	e.getSettled(target)
+	if _, err := e.store.Lookup(e.cacheKey(target)); err != nil {
+		t.Fatalf("after getSettled the object is not stored: %v", err)
+	}
 	want := demoBytes(3000, 0, 3000)
 
 	// The origin answers 503.
@@ -138,7 +141,7 @@ func TestStaleIfError(t *testing.T) {
 	// Without stale-if-error the origin's 503 goes through.
 	plain := "/bytes/3001?cache_control=max-age=0"
 	e.origin.Origin.SetFaults(demo.Faults{})
-	e.get(plain)
+	e.getSettled(plain)
 	e.origin.Origin.SetFaults(demo.Faults{Status: 503})
 	if r := e.get(plain); r.status != 503 || !strings.Contains(r.get("Cache-Status"), "fwd-status=503") {
 		t.Errorf("no stale-if-error, origin 503: %d %q", r.status, r.get("Cache-Status"))
@@ -171,7 +174,7 @@ func TestOriginTimeout(t *testing.T) {
 func TestStaleWhileRevalidate(t *testing.T) {
 	e := newEnv(t, nil)
 	target := "/bytes/5000?cache_control=" + url.QueryEscape("max-age=0, stale-while-revalidate=60")
-	e.get(target)
+	e.getSettled(target)
 	r := e.get(target)
 	if cs := r.get("Cache-Status"); !strings.HasPrefix(cs, "edge; hit; ttl=") || !strings.HasSuffix(cs, "; detail=stale-while-revalidate") ||
 		!bytes.Equal(r.body, demoBytes(5000, 0, 5000)) {
@@ -180,7 +183,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	waitFor(t, "the background revalidation", func() bool { return e.origin.Origin.Hits("/bytes/5000") == 2 })
 	// must-revalidate forbids serving stale.
 	mr := "/bytes/5001?cache_control=" + url.QueryEscape("max-age=0, must-revalidate, stale-while-revalidate=60")
-	e.get(mr)
+	e.getSettled(mr)
 	if r := e.get(mr); r.get("Cache-Status") != "edge; fwd=stale; fwd-status=304" {
 		t.Errorf("must-revalidate with stale-while-revalidate: %q", r.get("Cache-Status"))
 	}

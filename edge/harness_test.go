@@ -183,6 +183,32 @@ func (e *testEnv) get(path string, headers ...string) *response {
 	return e.do(http.MethodGet, path, headers...)
 }
 
+// getSettled is get that then waits until the edge has no fill of the
+// target in flight: a client reads the whole body of a miss before the fill
+// commits, and a response stale on arrival (max-age=0, Expires in the past)
+// is not served from its fill, so a test that expects the next request to
+// find the stored version must wait for the commit first.
+func (e *testEnv) getSettled(path string, headers ...string) *response {
+	e.t.Helper()
+	r := e.get(path, headers...)
+	key := e.cacheKey(path)
+	waitFor(e.t, "the fill of "+path, func() bool {
+		_, inFlight := e.store.InFlight(key)
+		return !inFlight
+	})
+	return r
+}
+
+// cacheKey is the store key of path on the demo site (without Vary).
+func (e *testEnv) cacheKey(path string) string {
+	e.t.Helper()
+	var tgt target
+	if err := tgt.parse([]byte(path)); err != nil {
+		e.t.Fatalf("cache key of %s: %v", path, err)
+	}
+	return "demo\x00" + string(tgt.pathQuery())
+}
+
 // raw sends raw bytes on a new connection and returns the status line and
 // the whole response until the edge closes or stops sending.
 func (e *testEnv) raw(req string) (statusLine string, all string) {
