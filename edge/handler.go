@@ -317,6 +317,12 @@ func (s *Server) serveRoute(x *exchange, r *Route) {
 	x.setCommonHeaders()
 	x.ctx.Response.Header.SetBytesKV(hdrAge, hdrAgeZero)
 	r.Handler(x.ctx)
+	// A handler that answered with ctx.Error reset the headers set above
+	// (the coordinator's 426 to a plain GET, whoami's 405): set them again.
+	if rh := &x.ctx.Response.Header; len(rh.PeekBytes(hdrCacheStatus)) == 0 {
+		x.setCommonHeaders()
+		rh.SetBytesKV(hdrAge, hdrAgeZero)
+	}
 }
 
 // preflight answers OPTIONS: a CORS preflight or a plain capability query.
@@ -390,10 +396,18 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 		}
 	}
 	x := s.acquireExchange(ctx)
+	// fasthttp's request time is the previous request's (or zero) when
+	// no request was read: time this answer from now.
+	x.start = time.Now()
+	x.now = x.start.UnixNano()
+	x.tbl = s.tbl.Load() // for the access log
 	x.cs = cacheStatus{fwd: "bypass", detail: "bad-request", label: labelNone}
 	x.writeError(status, msg)
 	ctx.SetConnectionClose()
-	x.release()
+	// Counted (edge_requests_total, /stats, the access log) like every
+	// other answer: 400, 408 (a client too slow to send its request), 413
+	// and 431 are what an operator looks for when clients misbehave.
+	x.finish(-1)
 	s.log.Debug("edge: unreadable request", "remote", ctx.RemoteAddr().String(), "error", err, "status", status)
 }
 

@@ -304,8 +304,16 @@ func TestRoutes(t *testing.T) {
 			{Path: "/pa/v1/static/", Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("static " + string(ctx.Path())) }},
 			{Path: "/bytes/7", Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("route wins") }},
 			{Path: "/boom", Handler: func(*fasthttp.RequestCtx) { panic("test panic") }},
+			// ctx.Error resets the response headers, as the coordinator's
+			// 426 to a plain GET does.
+			{Path: "/pa/v1/announce", Handler: func(ctx *fasthttp.RequestCtx) { ctx.Error("send Upgrade: websocket", fasthttp.StatusUpgradeRequired) }},
 		}
 	})
+	if r := e.get("/pa/v1/announce"); r.status != 426 || r.get("Cache-Status") != "edge; fwd=bypass" || r.get("Age") != "0" ||
+		r.get("Access-Control-Allow-Origin") != "*" || string(r.body) != "send Upgrade: websocket" {
+		t.Errorf("route answering with ctx.Error: %d Cache-Status %q Age %q ACAO %q body %q", r.status, r.get("Cache-Status"),
+			r.get("Age"), r.get("Access-Control-Allow-Origin"), r.body)
+	}
 	// A panicking handler costs its request a 500, not the process.
 	if r := e.get("/boom"); r.status != 500 || r.get("Cache-Status") == "" {
 		t.Errorf("panicking route: %d %q", r.status, r.get("Cache-Status"))
@@ -439,5 +447,47 @@ func TestUrgencyGate(t *testing.T) {
 	defer g.mu.Unlock()
 	if got, want := strings.Join(g.urgent, "|"), "s1 300 urgent=true|s2 300 urgent=false"; got != want || len(g.served) != 0 {
 		t.Errorf("ServedUrgent calls %q, want %q (and no Served calls: %q)", got, want, g.served)
+	}
+}
+
+// TestUnreadableRequestsCounted: answers to requests the edge could not
+// read (431, 408 for a client too slow to send its request, 400) are
+// counted like every other answer (edge_requests_total, /stats).
+func TestUnreadableRequestsCounted(t *testing.T) {
+	e := newEnv(t, nil, func(c *config.Config, _ *Options) { c.Limits.ReadTimeout = config.Duration(300 * time.Millisecond) })
+	byStatus := func(status int) int64 {
+		var n int64
+		for k, a := range *e.srv.tel.attrs.Load() {
+			if k.status == status {
+				n += a.requests.Load()
+			}
+		}
+		return n
+	}
+	if status, _ := e.raw("GET /bytes/10 HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n"); status != "431" {
+		t.Fatalf("oversized header: %s", status)
+	}
+	if status, _ := e.raw("GET /bytes/10 HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"); status != "400" {
+		t.Fatalf("malformed header: %s", status)
+	}
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /bytes/1 HTTP/1.1\r\nHost: x\r\n") // never finished
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(b), "HTTP/1.1 408") {
+		t.Fatalf("slow request: %q", b)
+	}
+	waitFor(t, "the 408 counted", func() bool { return byStatus(408) == 1 })
+	for _, status := range []int{431, 400} {
+		if got := byStatus(status); got != 1 {
+			t.Errorf("requests answered %d: %d, want 1", status, got)
+		}
+	}
+	if st := e.srv.Stats(); st.Requests != 3 {
+		t.Errorf("/stats requests = %d, want 3", st.Requests)
 	}
 }
