@@ -286,6 +286,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.shutdown = true
 	close(s.shutdownCh)
+	s.tel.unregister() // its histograms leave /metrics with it
 	lns := s.listeners
 	gens := s.gens
 	admins := s.adminSrv

@@ -30,11 +30,12 @@ const instrumentationName = "github.com/peerassist/edgebox/edge"
 // are collected: a request then costs two atomic adds instead of two SDK
 // measurements (attribute resolution included), which was a tenth of the
 // CPU time of a small cache hit. The same counters answer /stats. The
-// duration histogram is recorded directly.
+// duration histogram is aggregated the same way (latency.go).
 type telemetry struct {
 	originBytes metric.Int64Counter
-	duration    metric.Float64Histogram
 	fills       metric.Int64Counter
+	start       time.Time // of the cumulative histograms
+	unregister  func()    // removes the histogram producer
 
 	// attrs is copied on write (under mu), so that every request finds
 	// its counters with one atomic load and no lock.
@@ -45,10 +46,11 @@ type telemetry struct {
 // attrCounters are the counters and option slices of one attribute set,
 // built once.
 type attrCounters struct {
-	record   []metric.RecordOption
+	set      attribute.Set
 	observe  []metric.ObserveOption
 	requests atomic.Int64
 	bytes    atomic.Int64
+	duration durationHist
 }
 
 type attrKey struct {
@@ -63,8 +65,9 @@ const maxAttrSets = 4096
 
 func newTelemetry(s *Server) *telemetry {
 	m := otel.Meter(instrumentationName)
-	t := &telemetry{}
+	t := &telemetry{start: time.Now()}
 	t.attrs.Store(&map[attrKey]*attrCounters{})
+	t.unregister = edgetelemetry.RegisterProducer(t)
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -91,10 +94,6 @@ func newTelemetry(s *Server) *telemetry {
 	add(err)
 	t.originBytes, err = m.Int64Counter("edge.origin.body.size", metric.WithUnit("By"),
 		metric.WithDescription("Response body bytes read from origins (fills and pass-through)."))
-	add(err)
-	t.duration, err = m.Float64Histogram("http.server.request.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time from request start to the end of the response body."),
-		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 	add(err)
 	t.fills, err = m.Int64Counter("edge.fills", metric.WithUnit("{fill}"),
 		metric.WithDescription("Origin fills into the cache, by outcome (committed, aborted, too_large, purged)."))
@@ -133,8 +132,8 @@ func (t *telemetry) counters(k attrKey) *attrCounters {
 	if k.site != "" {
 		attrs = append(attrs, attribute.String("edge.site", k.site))
 	}
-	set := metric.WithAttributeSet(attribute.NewSet(attrs...))
-	a := &attrCounters{record: []metric.RecordOption{set}, observe: []metric.ObserveOption{set}}
+	set := attribute.NewSet(attrs...)
+	a := &attrCounters{set: set, observe: []metric.ObserveOption{metric.WithAttributeSet(set)}}
 	m := make(map[attrKey]*attrCounters, len(old)+1)
 	for k, v := range old {
 		m[k] = v
@@ -243,8 +242,7 @@ func (t *telemetry) record(x *exchange, status int) {
 	if x.bodySent > 0 {
 		a.bytes.Add(x.bodySent)
 	}
-	elapsed := time.Since(x.start)
-	t.duration.Record(context.Background(), elapsed.Seconds(), a.record...)
+	a.duration.record(time.Since(x.start))
 	if sp := x.span; sp != nil {
 		if sp.IsRecording() {
 			sp.SetAttributes(

@@ -67,7 +67,7 @@ func Setup(ctx context.Context, cfg config.Telemetry, opts Options) (*Telemetry,
 	// this process (runtime and process collectors plus every otel meter).
 	t.registry = prometheus.NewRegistry()
 	t.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	promExp, err := otelprom.New(otelprom.WithRegisterer(t.registry))
+	promExp, err := otelprom.New(otelprom.WithRegisterer(t.registry), otelprom.WithProducer(registeredProducers{}))
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
