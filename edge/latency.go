@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -42,7 +41,11 @@ type durationHist struct {
 // explicit bucket histogram does.
 func (h *durationHist) record(d time.Duration) {
 	d = max(d, 0)
-	i := sort.Search(len(durationBounds), func(i int) bool { return durationBounds[i] >= d })
+	// A linear scan: most answers (hits) stop at the first bound.
+	i := 0
+	for i < len(durationBounds) && d > durationBounds[i] {
+		i++
+	}
 	h.counts[i].Add(1)
 	h.sumNanos.Add(int64(d))
 }
