@@ -2,6 +2,7 @@ package region
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gaissmai/bart"
 	"golang.org/x/sys/unix"
@@ -33,6 +35,12 @@ const (
 // end mid-block. It returns the number of lines written.
 func writeFullTSV(tb testing.TB, path string, oddTenths int) int {
 	tb.Helper()
+	return writeTSV(tb, path, oddTenths, benchRangesV4, benchRangesV6)
+}
+
+// writeTSV is writeFullTSV with rangesV4 IPv4 and rangesV6 IPv6 lines.
+func writeTSV(tb testing.TB, path string, oddTenths, rangesV4, rangesV6 int) int {
+	tb.Helper()
 	f, err := os.Create(path)
 	if err != nil {
 		tb.Fatal(err)
@@ -51,7 +59,7 @@ func writeFullTSV(tb testing.TB, path string, oddTenths int) int {
 	// IPv4 from 1.0.0.0 up to 223.255.255.255.
 	cursor := uint64(1 << 24)
 	v4bits := []int{8, 8, 8, 8, 8, 8, 9, 9, 10, 10, 11, 12, 14}
-	for n < benchRangesV4 {
+	for n < rangesV4 {
 		k := v4bits[rng.IntN(len(v4bits))]
 		block := uint64(1) << k
 		cursor = (cursor + block - 1) &^ (block - 1)
@@ -82,7 +90,7 @@ func writeFullTSV(tb testing.TB, path string, oddTenths int) int {
 		}
 		return netip.AddrFrom16(b)
 	}
-	for i := 0; i < benchRangesV6; i++ {
+	for i := 0; i < rangesV6; i++ {
 		block := uint64(1) << (64 - v6len[rng.IntN(len(v6len))])
 		hi = (hi + block - 1) &^ (block - 1)
 		size := block * uint64(1+rng.IntN(2))
@@ -266,19 +274,43 @@ func readRSS(field string) int64 {
 	return 0
 }
 
-// BenchmarkLocateVsBart interleaves batches of Locate and of the bare
-// prefix-table lookup (to the answer's ASN), each batch on its own probes
-// from the same set, so that a noisy machine slows both alike: locate/bart
-// is the cost Locate adds on top of the prefix table. Besides
-// wall time it reports the thread's CPU time per lookup (cpu-ns), which
-// excludes the time the thread waited for a CPU on a shared machine.
+// BenchmarkLocateVsBart interleaves batches of four lookups, each batch on
+// its own probes from the same set, so that a noisy machine slows all
+// alike:
 //
-// probes=random spreads 64k probes over the whole address space (every
-// lookup misses the CPU caches); probes=regional uses 1024 addresses of
-// the served region's own prefixes, the working set of an ISP's edge box.
+//   - locate: Locate as it runs, with the table's IPv4 index;
+//   - locate-bart: Locate with the index bypassed (bart answers all);
+//   - bart: the bare prefix-table lookup, to the answer's ASN;
+//   - index: the bare lookup Locate makes (the index for IPv4 where it
+//     answers, bart otherwise), to the answer's ASN.
+//
+// locate/bart is the cost of Locate against the bare prefix table,
+// index/bart what the index saves on the lookup itself. Besides wall time
+// it reports the thread's CPU time per lookup (cpu-ns), which excludes the
+// time the thread waited for a CPU on a shared machine.
+//
+// probes=random spreads 64k probes over the whole populated address space
+// (3/4 IPv4; every lookup misses the CPU caches), random-ipv4 and
+// random-ipv6 are its addresses of one family; probes=regional uses 1024
+// addresses of the served region's own prefixes, the working set of an
+// ISP's edge box.
 func BenchmarkLocateVsBart(b *testing.B) {
 	l, addrs := fullLocator(b)
+	if l.table.Load().idx4 == nil {
+		b.Fatal("the full-size table has no IPv4 index")
+	}
 	b.Run("probes=random", func(b *testing.B) { benchmarkLocateVsBart(b, l, addrs) })
+	var v4, v6 []netip.Addr
+	for _, a := range addrs {
+		if a.Is4() {
+			v4 = append(v4, a)
+		} else {
+			v6 = append(v6, a)
+		}
+	}
+	// Power-of-two lengths for the probe index mask.
+	b.Run("probes=random-ipv4", func(b *testing.B) { benchmarkLocateVsBart(b, l, v4[:1<<15]) })
+	b.Run("probes=random-ipv6", func(b *testing.B) { benchmarkLocateVsBart(b, l, v6[:1<<14]) })
 	regional := make([]netip.Addr, 1024)
 	for i := range regional {
 		regional[i] = u32Addr(100<<24 | uint32(i*61)) // inside region-0's 100.0.0.0/16
@@ -291,50 +323,249 @@ func BenchmarkLocateVsBart(b *testing.B) {
 
 func benchmarkLocateVsBart(b *testing.B, l *Locator, addrs []netip.Addr) {
 	t := l.table.Load()
+	idx := t.idx4
+	defer func() { t.idx4 = idx }()
 	runtime.LockOSThread() // thread CPU clocks need one thread
 	defer runtime.UnlockOSThread()
 	const batch = 4096
-	var locateWall, bartWall, locateCPU, bartCPU time.Duration
-	var sink int
-	n := 0
-	measure := func(fn func(netip.Addr) bool, from int, wall, cpu *time.Duration) {
-		c0, w0 := threadCPU(), time.Now()
-		for i := 0; i < batch; i++ {
-			if fn(addrs[(from+i)&(len(addrs)-1)]) {
-				sink++
-			}
-		}
-		*wall += time.Since(w0)
-		*cpu += threadCPU() - c0
+	type pass struct {
+		name      string
+		lookup    func(netip.Addr) bool
+		wall, cpu time.Duration
 	}
-	locate := func(a netip.Addr) bool { return l.Locate(a).Known }
-	bare := func(a netip.Addr) bool { r, ok := t.prefixes.Lookup(a); return ok && t.answers[r.answer()].asn != 0 }
+	passes := []*pass{
+		{name: "locate", lookup: func(a netip.Addr) bool { return l.Locate(a).Known }},
+		{name: "locate-bart", lookup: func(a netip.Addr) bool { return l.Locate(a).Known }},
+		{name: "bart", lookup: func(a netip.Addr) bool {
+			r, ok := t.prefixes.Lookup(a)
+			return ok && t.answers[r.answer()].asn != 0
+		}},
+		{name: "index", lookup: func(a netip.Addr) bool {
+			var r ref
+			var ok bool
+			if a.Is4() {
+				b := a.As4()
+				r, ok = t.lookup4(a, binary.BigEndian.Uint32(b[:]))
+			} else {
+				r, ok = t.prefixes.Lookup(a)
+			}
+			return ok && t.answers[r.answer()].asn != 0
+		}},
+	}
+	var sink, n int
 	b.ReportAllocs()
 	b.ResetTimer()
-	round := 0
 	for b.Loop() {
 		// Each pass takes its own probes: a second pass over a batch would
-		// find its trie nodes in cache. Which goes first alternates.
-		other := n + len(addrs)/2
-		if round%2 == 0 {
-			measure(locate, n, &locateWall, &locateCPU)
-			measure(bare, other, &bartWall, &bartCPU)
-		} else {
-			measure(bare, other, &bartWall, &bartCPU)
-			measure(locate, n, &locateWall, &locateCPU)
+		// find its trie nodes in cache. Which goes first rotates.
+		for k := range passes {
+			p := passes[(k+n/batch)%len(passes)]
+			t.idx4 = idx
+			if p.name == "locate-bart" {
+				t.idx4 = nil // single-threaded: no lookup runs meanwhile
+			}
+			from := n + k*len(addrs)/len(passes)
+			c0, w0 := threadCPU(), time.Now()
+			for i := 0; i < batch; i++ {
+				if p.lookup(addrs[(from+i)&(len(addrs)-1)]) {
+					sink++
+				}
+			}
+			p.wall += time.Since(w0)
+			p.cpu += threadCPU() - c0
 		}
-		round++
 		n += batch
 	}
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(n) }
-	b.ReportMetric(per(locateWall), "locate-ns")
-	b.ReportMetric(per(locateCPU), "locate-cpu-ns")
-	b.ReportMetric(per(bartWall), "bart-ns")
-	b.ReportMetric(per(bartCPU), "bart-cpu-ns")
-	b.ReportMetric(float64(locateCPU)/float64(bartCPU), "locate/bart-cpu")
+	for _, p := range passes {
+		b.ReportMetric(per(p.wall), p.name+"-ns")
+		b.ReportMetric(per(p.cpu), p.name+"-cpu-ns")
+	}
+	ratio := func(x, y int) float64 { return float64(passes[x].cpu) / float64(passes[y].cpu) }
+	b.ReportMetric(ratio(0, 2), "locate/bart-cpu")
+	b.ReportMetric(ratio(3, 2), "index/bart-cpu")
+	b.ReportMetric(ratio(0, 1), "locate/locate-bart-cpu")
 	if sink < 0 {
 		b.Log(sink)
 	}
+}
+
+// BenchmarkIndex4Threshold measures whether an IPv4 index pays for small
+// tables (index4MinPrefixes): for tables of n synthetic IPv4 ranges it
+// interleaves Locate with the index and with the index bypassed on random
+// probes over the table's span (most inside some prefix), and reports the
+// thread CPU ns of each and their ratio.
+func BenchmarkIndex4Threshold(b *testing.B) {
+	defer func(n int) { index4MinPrefixes = n }(index4MinPrefixes)
+	index4MinPrefixes = 0
+	for _, n := range []int{1000, 4000, 16_000, 64_000} {
+		b.Run(fmt.Sprintf("ranges=%d", n), func(b *testing.B) {
+			dir := b.TempDir()
+			writeTSV(b, filepath.Join(dir, "t.tsv"), 1, n, 0)
+			cfg := fullConfig()
+			cfg.Sources = []config.RegionSource{{Path: "t.tsv"}}
+			l, err := New(cfg, Options{BaseDir: dir, Logger: quietLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			t := l.table.Load()
+			// The TSV's ranges start at 1.0.0.0 and rise; the config
+			// prefixes sit at 100.0.0.0/16 and up.
+			var last netip.Prefix
+			for p := range t.prefixes.AllSorted4() {
+				if p.Addr().As4()[0] >= 100 {
+					break
+				}
+				last = p
+			}
+			span := binary.BigEndian.Uint32(last.Addr().AsSlice()) - 1<<24
+			rng := rand.New(rand.NewPCG(8, 9))
+			addrs := make([]netip.Addr, 1<<14)
+			for i := range addrs {
+				addrs[i] = u32Addr(1<<24 + rng.Uint32N(span))
+			}
+			idx := t.idx4
+			defer func() { t.idx4 = idx }()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			const batch = 4096
+			var cpu [2]time.Duration
+			var sink, i int
+			b.ResetTimer()
+			for b.Loop() {
+				for k := 0; k < 2; k++ {
+					j := (k + i/batch) % 2
+					t.idx4 = idx
+					if j == 1 {
+						t.idx4 = nil
+					}
+					from := i + k*len(addrs)/2
+					c0 := threadCPU()
+					for q := 0; q < batch; q++ {
+						if l.Locate(addrs[(from+q)&(len(addrs)-1)]).Known {
+							sink++
+						}
+					}
+					cpu[j] += threadCPU() - c0
+				}
+				i += batch
+			}
+			b.ReportMetric(float64(t.prefixes.Size4()), "ipv4-prefixes")
+			b.ReportMetric(float64(cpu[0].Nanoseconds())/float64(i), "index-cpu-ns")
+			b.ReportMetric(float64(cpu[1].Nanoseconds())/float64(i), "bart-cpu-ns")
+			b.ReportMetric(float64(cpu[0])/float64(cpu[1]), "index/bart-cpu")
+			if sink < 0 {
+				b.Log(sink)
+			}
+		})
+	}
+}
+
+// BenchmarkIndex4HugePages compares the table's IPv4 index, advised onto
+// transparent huge pages, with a copy on the default pages: Locate on
+// random IPv4 probes, interleaved, thread CPU ns each. It reports how much
+// of each index the kernel backs with huge pages (from /proc/self/smaps):
+// the comparison means something only when that is 64 and 0 MiB.
+func BenchmarkIndex4HugePages(b *testing.B) {
+	l, addrs := fullLocator(b)
+	t := l.table.Load()
+	huge := t.idx4
+	plain := new(index4)
+	plain.fill(&t.prefixes)
+	if *plain != *huge {
+		b.Fatal("the index copy differs")
+	}
+	defer func() { t.idx4 = huge }()
+	var v4 []netip.Addr
+	for _, a := range addrs {
+		if a.Is4() {
+			v4 = append(v4, a)
+		}
+	}
+	v4 = v4[:1<<15]
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const batch = 4096
+	var cpu [2]time.Duration
+	var sink, i int
+	b.ResetTimer()
+	for b.Loop() {
+		for k := 0; k < 2; k++ {
+			j := (k + i/batch) % 2
+			t.idx4 = huge
+			if j == 1 {
+				t.idx4 = plain
+			}
+			from := i + k*len(v4)/2
+			c0 := threadCPU()
+			for q := 0; q < batch; q++ {
+				if l.Locate(v4[(from+q)&(len(v4)-1)]).Known {
+					sink++
+				}
+			}
+			cpu[j] += threadCPU() - c0
+		}
+		i += batch
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpu[0].Nanoseconds())/float64(i), "huge-cpu-ns")
+	b.ReportMetric(float64(cpu[1].Nanoseconds())/float64(i), "plain-cpu-ns")
+	b.ReportMetric(float64(cpu[0])/float64(cpu[1]), "huge/plain-cpu")
+	b.ReportMetric(float64(anonHugeBytes(unsafe.Pointer(huge), unsafe.Sizeof(*huge)))/(1<<20), "huge-index-thp-MiB")
+	b.ReportMetric(float64(anonHugeBytes(unsafe.Pointer(plain), unsafe.Sizeof(*plain)))/(1<<20), "plain-index-thp-MiB")
+	runtime.KeepAlive(plain)
+	if sink < 0 {
+		b.Log(sink)
+	}
+}
+
+// BenchmarkIndex4Build: building the IPv4 index of the full-size table
+// (part of BenchmarkLoadFullTable), with a fresh allocation each time as
+// a table load makes.
+func BenchmarkIndex4Build(b *testing.B) {
+	l, _ := fullLocator(b)
+	t := l.table.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if newIndex4(&t.prefixes) == nil {
+			b.Fatal("no index")
+		}
+	}
+}
+
+// anonHugeBytes estimates how many of the n bytes at p sit on transparent
+// huge pages: the AnonHugePages of the mappings they overlap, each capped
+// at the overlap (a mapping may hold more than the range).
+func anonHugeBytes(p unsafe.Pointer, n uintptr) int64 {
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return -1
+	}
+	lo, hi := uint64(uintptr(p)), uint64(uintptr(p)+n)
+	var total int64
+	overlap := int64(0)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			from, to, ok := strings.Cut(f[0], "-")
+			a, err1 := strconv.ParseUint(from, 16, 64)
+			z, err2 := strconv.ParseUint(to, 16, 64)
+			overlap = 0
+			if ok && err1 == nil && err2 == nil && a < hi && z > lo {
+				overlap = int64(min(z, hi) - max(a, lo))
+			}
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "AnonHugePages:"); ok && overlap > 0 {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				total += min(kb<<10, overlap)
+			}
+		}
+	}
+	return total
 }
 
 // BenchmarkTableLayout compares the layout Locate uses, a bart.Fast whose

@@ -64,6 +64,9 @@ type table struct {
 	// prefixes is a bart.Fast: its per-node child index costs memory
 	// (36 MB for a full table) but makes lookups faster than bart.Table's.
 	prefixes bart.Fast[ref]
+	// idx4 answers most IPv4 lookups in one load (see index4); nil for a
+	// table of fewer than index4MinPrefixes IPv4 prefixes.
+	idx4     *index4
 	answers  []answer
 	unlisted answer   // for addresses in no prefix: the default subnet sizes
 	regions  []string // regions[0] == ""
@@ -210,6 +213,9 @@ func build(cfg config.Region, baseDir string) (*table, error) {
 	}
 	if b.err != nil {
 		return nil, fmt.Errorf("region: %w", b.err)
+	}
+	if t.prefixes.Size4() >= index4MinPrefixes {
+		t.idx4 = newIndex4(&t.prefixes)
 	}
 	t.loadedAt = time.Now()
 	t.loadTime = t.loadedAt.Sub(start)

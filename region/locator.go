@@ -142,7 +142,7 @@ func (l *Locator) reload(cfg config.Region, trigger string) error {
 	v4, v6 := t.prefixes.Size4(), t.prefixes.Size6()
 	span.SetAttributes(attribute.Int("region.prefixes.ipv4", v4), attribute.Int("region.prefixes.ipv6", v6))
 	l.log.Info("region: table loaded", "trigger", trigger,
-		"prefixes_v4", v4, "prefixes_v6", v6, "sources", len(t.files),
+		"prefixes_v4", v4, "prefixes_v6", v6, "ipv4_index", t.idx4 != nil, "sources", len(t.files),
 		"load_time", t.loadTime.Round(time.Microsecond).String())
 	return nil
 }
@@ -165,22 +165,29 @@ func (l *Locator) Locate(ip netip.Addr) Locality {
 		l.unknown[0].Add(1)
 		return Locality{}
 	}
-	r, found := t.prefixes.Lookup(ip)
-	a := &t.unlisted
-	if found {
-		a = &t.answers[r.answer()]
-	}
-	// The counter shard is the address's low bits: the bits that differ
-	// most between concurrent callers.
-	var pfx, sub netip.Prefix
-	var shard uint8
+	var (
+		r        ref
+		found    bool
+		a        = &t.unlisted
+		pfx, sub netip.Prefix
+		// The counter shard is the address's low bits: the bits that
+		// differ most between concurrent callers.
+		shard uint8
+	)
 	if ip.Is4() {
 		// Masking a uint32 spares ip.Prefix's 128-bit masks and checks.
 		b := ip.As4()
 		u := binary.BigEndian.Uint32(b[:])
+		// The IPv4 index answers most lookups in one load, bart the rest.
+		if r, found = t.lookup4(ip, u); found {
+			a = &t.answers[r.answer()]
+		}
 		pfx, sub = prefix4(u, r.bits()), prefix4(u, int(a.subnetBits4))
 		shard = b[3]
 	} else {
+		if r, found = t.prefixes.Lookup(ip); found {
+			a = &t.answers[r.answer()]
+		}
 		pfx, _ = ip.Prefix(r.bits())
 		sub, _ = ip.Prefix(int(a.subnetBits6))
 		shard = ip.As16()[15]
