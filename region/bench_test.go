@@ -204,18 +204,28 @@ func BenchmarkLocateParallel(b *testing.B) {
 
 // BenchmarkLoadFullTable: building the full-size table from its TSV (goal
 // < 2 s and < 200 MB), for the typical shape (10% of the IPv4 ranges end
-// mid-block) and a fragmented one (80%). Reports wall and CPU time, the
-// heap the finished table retains and the process's peak RSS growth during
-// the load (run with -benchtime=1x for a clean peak).
+// mid-block) and a fragmented one (80%), by New and by a Reload while the
+// previous table is in use. Reports wall and CPU time, the heap the
+// finished table retains and the process's peak RSS growth during the load
+// (over the RSS with the previous table, for a reload; run with
+// -benchtime=1x for a clean peak).
 func BenchmarkLoadFullTable(b *testing.B) {
-	b.Run("shape=typical", func(b *testing.B) { benchmarkLoad(b, 1) })
-	b.Run("shape=fragmented", func(b *testing.B) { benchmarkLoad(b, 8) })
+	b.Run("shape=typical", func(b *testing.B) { benchmarkLoad(b, 1, false) })
+	b.Run("shape=fragmented", func(b *testing.B) { benchmarkLoad(b, 8, false) })
+	b.Run("reload/shape=typical", func(b *testing.B) { benchmarkLoad(b, 1, true) })
 }
 
-func benchmarkLoad(b *testing.B, oddTenths int) {
+func benchmarkLoad(b *testing.B, oddTenths int, reload bool) {
 	dir := b.TempDir()
 	lines := writeFullTSV(b, filepath.Join(dir, "full.tsv"), oddTenths)
 	cfg := fullConfig()
+	var l *Locator
+	if reload {
+		var err error
+		if l, err = New(cfg, Options{BaseDir: dir, Logger: quietLogger()}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	var before, after runtime.MemStats
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -226,9 +236,14 @@ func benchmarkLoad(b *testing.B, oddTenths int) {
 	b.ResetTimer()
 	cpu0 := processCPU()
 	loads := 0
-	var l *Locator
 	for b.Loop() {
 		loads++
+		if reload {
+			if err := l.Reload(cfg); err != nil {
+				b.Fatal(err)
+			}
+			continue
+		}
 		if l != nil {
 			l.Close()
 		}
@@ -247,7 +262,9 @@ func benchmarkLoad(b *testing.B, oddTenths int) {
 	b.ReportMetric(cpu.Seconds()/float64(loads), "cpu-s/op")
 	b.ReportMetric(float64(lines), "ranges")
 	b.ReportMetric(float64(v4+v6), "prefixes")
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "table-heap-MB")
+	if !reload {
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "table-heap-MB")
+	}
 	if peak > 0 {
 		b.ReportMetric(float64(peak-rssBefore)/(1<<20), "load-peak-rss-MB")
 	}
