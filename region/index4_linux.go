@@ -6,7 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// hugePageBytes is the size of an x86-64 and arm64 transparent huge page.
+// hugePageBytes is the size of a transparent huge page with 4 KiB base
+// pages (x86-64, most arm64 kernels); with larger base pages the advice
+// covers less of the index, which stays correct.
 const hugePageBytes = 2 << 20
 
 // adviseHugePages asks the kernel to back the 2 MiB-aligned interior of
