@@ -84,7 +84,7 @@
 // cache of bart's answers, not a second trie): one memory load answers an
 // IPv4 lookup unless a prefix longer than /24 lies in the address's block.
 // bart answers those, IPv6, and every lookup in a smaller table, whose trie
-// stays in the CPU caches. The index takes 64 MiB on transparent huge pages
+// stays mostly in the CPU caches. The index takes 64 MiB on transparent huge pages
 // and about 70 ms to build. BenchmarkLocate and BenchmarkLocateVsBart
 // measure Locate on a full-size table, BenchmarkIndex4Threshold and
 // BenchmarkIndex4HugePages the index's choices, BenchmarkTableLayout the
