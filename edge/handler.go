@@ -42,10 +42,13 @@ type exchange struct {
 	bodySent     int64
 	// streaming: a body stream will call finish when written.
 	streaming bool
-	keyBuf    []byte
-	hdrBuf    []byte
-	uriBuf    []byte
-	req       reqFields
+	// unreadable: answered by handleParseError; the request (its method
+	// included) may not have been read.
+	unreadable bool
+	keyBuf     []byte
+	hdrBuf     []byte
+	uriBuf     []byte
+	req        reqFields
 }
 
 // reqFields are the request header fields the edge reads, found in one
@@ -397,9 +400,16 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	x := s.acquireExchange(ctx)
 	// fasthttp's request time is the previous request's (or zero) when
-	// no request was read: time this answer from now.
+	// no request was read: time the answer from the start of the
+	// connection's phase (the first byte of the request, or the accept or
+	// the previous answer when nothing came), else from now. The method
+	// may not have been read either: it is counted as _OTHER.
 	x.start = time.Now()
 	x.now = x.start.UnixNano()
+	if t, ok := s.phaseStart(s.conns.entry(ctx.Conn())); ok && t.Before(x.start) {
+		x.start = t
+	}
+	x.unreadable = true
 	x.tbl = s.tbl.Load() // for the access log
 	x.cs = cacheStatus{fwd: "bypass", detail: "bad-request", label: labelNone}
 	x.writeError(status, msg)

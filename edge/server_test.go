@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -469,6 +470,9 @@ func TestUnreadableRequestsCounted(t *testing.T) {
 		for k, a := range *e.srv.tel.attrs.Load() {
 			if k.status == status {
 				n += a.requests.Load()
+				if k.method != "_OTHER" {
+					t.Errorf("a %d counted with method %q, want _OTHER (the request was not read)", status, k.method)
+				}
 			}
 		}
 		return n
@@ -483,6 +487,17 @@ func TestUnreadableRequestsCounted(t *testing.T) {
 		t.Fatalf("slow request: %q", b)
 	}
 	waitFor(t, "the 408 counted", func() bool { return byStatus(408) == 1 })
+	// The 408 is timed from the connection's accept: at least the read
+	// timeout (300 ms), not the moment the answer was written.
+	for k, a := range *e.srv.tel.attrs.Load() {
+		if k.status == 408 {
+			var dp metricdata.HistogramDataPoint[float64]
+			a.duration.dataPoint(&dp)
+			if dp.Count != 1 || dp.Sum < 0.25 {
+				t.Errorf("408 duration: %d answers, %.3f s in all; want 1 of at least 0.25 s", dp.Count, dp.Sum)
+			}
+		}
+	}
 	for _, status := range []int{431, 400} {
 		if got := byStatus(status); got != 1 {
 			t.Errorf("requests answered %d: %d, want 1", status, got)

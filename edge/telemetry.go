@@ -236,7 +236,10 @@ func (t *telemetry) record(x *exchange, status int) {
 	if x.site != nil {
 		site = x.site.name
 	}
-	method := methodName(x.ctx.Method())
+	method := "_OTHER"
+	if !x.unreadable {
+		method = methodName(x.ctx.Method())
+	}
 	a := t.counters(attrKey{site: site, label: x.cs.label, method: method, status: status})
 	a.requests.Add(1)
 	if x.bodySent > 0 {
@@ -275,7 +278,7 @@ func (s *Server) accessLog(x *exchange, status int) {
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "access",
 		slog.String("client", x.ctx.RemoteIP().String()),
-		slog.String("method", string(x.ctx.Method())),
+		slog.String("method", accessLogMethod(x)),
 		slog.String("host", string(x.ctx.Request.Header.Host())),
 		slog.String("target", string(x.ctx.Request.Header.RequestURI())),
 		slog.Int("status", status),
@@ -284,6 +287,15 @@ func (s *Server) accessLog(x *exchange, status int) {
 		slog.Int64("bytes", x.bodySent),
 		slog.Duration("duration", time.Since(x.start)),
 	)
+}
+
+// accessLogMethod is the request's method, "" when it may not have been
+// read (handleParseError).
+func accessLogMethod(x *exchange) string {
+	if x.unreadable {
+		return ""
+	}
+	return string(x.ctx.Method())
 }
 
 // requestCarrier adapts fasthttp request headers to the propagators.

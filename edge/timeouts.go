@@ -130,8 +130,10 @@ func (t *connTracker) expire(nowMs int64, tick time.Duration) {
 	}
 	t.mu.Unlock()
 	for _, d := range due {
-		// Only if it is still in the phase that overstayed.
-		if !d.e.state.CompareAndSwap(d.st, int64(phaseExpired)<<phaseShift|nowMs) {
+		// Only if it is still in the phase that overstayed. The expired
+		// state keeps that phase's start: the 408 is timed from it.
+		since := d.st & (1<<phaseShift - 1)
+		if !d.e.state.CompareAndSwap(d.st, int64(phaseExpired)<<phaseShift|since) {
 			continue
 		}
 		if connPhase(d.st>>phaseShift) == phaseWriting {
@@ -149,6 +151,17 @@ func (t *connTracker) entry(c net.Conn) *connEntry {
 		return v.(*connEntry)
 	}
 	return nil
+}
+
+// phaseStart returns when the connection entered its current phase (for
+// an expired one, the phase that overstayed), to a sweeper tick; false for
+// a connection the tracker does not know.
+func (s *Server) phaseStart(e *connEntry) (time.Time, bool) {
+	if e == nil {
+		return time.Time{}, false
+	}
+	since := e.state.Load() & (1<<phaseShift - 1)
+	return s.created.Add(time.Duration(since) * time.Millisecond), true
 }
 
 // markPhase records a phase change of the connection serving ctx.
