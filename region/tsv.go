@@ -88,6 +88,11 @@ func readTSV(r io.Reader, file string, fn func(r dbRange, desc []byte)) error {
 		}
 	}
 	if err := sc.Err(); err != nil {
+		// A read error (a truncated gzip stream) cuts the last line short:
+		// its parse error would only hide the real cause.
+		if pe, ok := lastParseError(errs); ok && pe.Line == lineNo && !errors.Is(err, bufio.ErrTooLong) {
+			errs = errs[:len(errs)-1]
+		}
 		if errors.Is(err, bufio.ErrTooLong) {
 			err = &ParseError{File: file, Line: lineNo + 1, Msg: fmt.Sprintf("line longer than %d bytes", maxLineBytes)}
 		} else {
@@ -102,6 +107,15 @@ func readTSV(r io.Reader, file string, fn func(r dbRange, desc []byte)) error {
 		return fmt.Errorf("%s: %w (%d lines)", file, ErrNoRanges, lineNo)
 	}
 	return nil
+}
+
+// lastParseError returns the last of errs if it is a *ParseError.
+func lastParseError(errs []error) (*ParseError, bool) {
+	if len(errs) == 0 {
+		return nil, false
+	}
+	pe, ok := errs[len(errs)-1].(*ParseError)
+	return pe, ok
 }
 
 // parseTSVLine parses one line. It returns a zero range for a blank or

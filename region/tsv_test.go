@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -102,6 +103,20 @@ func TestReadTSV(t *testing.T) {
 		_, _, err := collectTSV(t, buf.Bytes()[:buf.Len()/2])
 		if err == nil || !strings.Contains(err.Error(), "test.tsv: reading after line") {
 			t.Errorf("readTSV(truncated gzip) error = %v, want a read error naming the file", err)
+		}
+		// Cut inside a long stream, the last line read is a line cut
+		// short: it is not reported as malformed.
+		buf.Reset()
+		zw = gzip.NewWriter(&buf)
+		for i := range 20000 {
+			fmt.Fprintf(zw, "%d\t%d\t%d\tZZ\tAS%d example networks\n", 1<<24+i*256, 1<<24+i*256+255, 1+i%7000, i)
+		}
+		zw.Close()
+		var ranges int
+		err = readTSV(bytes.NewReader(buf.Bytes()[:buf.Len()/2]), "test.tsv", func(dbRange, []byte) { ranges++ })
+		var pe *ParseError
+		if err == nil || errors.As(err, &pe) || ranges == 0 {
+			t.Errorf("readTSV(gzip cut mid-stream) = %d ranges, error %v; want some ranges and only the read error", ranges, err)
 		}
 	})
 	t.Run("errors name file and line", func(t *testing.T) {
