@@ -217,11 +217,15 @@ func (c *Config) Validate() error {
 		if len(hosts) == 0 {
 			hosts = []string{"*"}
 		}
-		for _, h := range hosts {
+		seen := map[string]bool{}
+		for k, h := range hosts {
 			key := strings.ToLower(h) + " " + c.Sites[i].PathPrefix
 			if j, dup := routes[key]; dup && j != i {
 				sp.Addf("hosts", "host %q with path_prefix %q is also sites[%d]'s: this site would never be reached", h, c.Sites[i].PathPrefix, j)
+			} else if seen[key] {
+				sp.Addf(fmt.Sprintf("hosts[%d]", k), "host %q is listed twice", h)
 			}
+			seen[key] = true
 			routes[key] = i
 		}
 	}

@@ -67,10 +67,19 @@ func TestUnreachableSite(t *testing.T) {
   - name: c
     path_prefix: /c/
     origins: [{url: "http://y"}]
+  - name: d
+    path_prefix: /d/
+    hosts:
+      - d.example
+      - D.example
+    origins: [{url: "http://y"}]
 `
 	_, err := Parse("d.yaml", []byte(yaml))
 	if err == nil || !strings.Contains(err.Error(), `d.yaml:6: sites[1].hosts: host "video.example" with path_prefix "/" is also sites[0]'s`) {
 		t.Fatalf("Parse = %v", err)
+	}
+	if !strings.Contains(err.Error(), `d.yaml:15: sites[3].hosts[1]: host "D.example" is listed twice`) {
+		t.Errorf("a host listed twice in one site: %v", err)
 	}
 	if strings.Contains(err.Error(), "sites[2]") {
 		t.Errorf("a site on another prefix was flagged: %v", err)
