@@ -93,7 +93,13 @@ func (a *App) Reload(next *config.Config) error {
 	for _, name := range restartOnly(cur, next) {
 		applied = deleteString(applied, name)
 	}
-	a.log.Info("edge: reload complete", "file", next.File, "changed", strings.Join(applied, " "))
+	changed := strings.Join(applied, " ")
+	if changed == "" {
+		// The region tables were read again all the same (the locator
+		// logs what it loaded).
+		changed = "no setting; region tables re-read"
+	}
+	a.log.Info("edge: reload complete", "file", next.File, "changed", changed)
 	return nil
 }
 
