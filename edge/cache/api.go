@@ -138,6 +138,7 @@ type Stats struct {
 //	func (f *Fill) Commit() error      // all bytes written: publish the version
 //	func (f *Fill) Abort(err error)    // readers get ErrFillFailed (wrapping err)
 //	func (f *Fill) Err() error         // why the fill failed; nil while running or committed
+//	func (f *Fill) Written() int64     // body bytes written so far (readers need not wait for them)
 //	// Wait blocks until the fill ends: the committed version (complete,
 //	// every digest), or why it did not commit (ErrFillFailed, ErrPurged),
 //	// or ctx's error.

@@ -107,6 +107,16 @@ func (f *Fill) Info() ObjectInfo {
 	return info
 }
 
+// Written returns the body bytes written so far: how far readers of the
+// fill can read without waiting. It is safe for concurrent use with the
+// writer and cheap (one uncontended lock), so the HTTP layer can judge
+// per request whether a range will be reached soon.
+func (f *Fill) Written() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.written
+}
+
 // Err returns why the fill failed, or nil while it runs or once committed.
 func (f *Fill) Err() error {
 	f.mu.Lock()

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -174,4 +176,68 @@ func TestFillWait(t *testing.T) {
 	if err := <-done; !errors.Is(err, ErrFillFailed) || !errors.Is(err, ErrClosed) {
 		t.Errorf("Wait across Close = %v, want ErrFillFailed and ErrClosed", err)
 	}
+}
+
+// TestFillWritten: Written counts the body bytes written, across chunk
+// boundaries, for bodies of known and unknown size; a refused write does
+// not count; it may be read while the writer writes.
+func TestFillWritten(t *testing.T) {
+	s := openStore(t, Options{ChunkBytes: 1024, MaxObjectBytes: 1 << 20})
+	defer s.Close()
+	tests := []struct {
+		name   string
+		size   int64 // declared; -1 unknown
+		writes []int // bytes per Write
+		want   []int64
+	}{
+		{"known size, within a chunk", 1000, []int{10, 990}, []int64{10, 1000}},
+		{"known size, across chunks", 3000, []int{1500, 1, 1499}, []int64{1500, 1501, 3000}},
+		{"unknown size", -1, []int{2048, 100, 0}, []int64{2048, 2148, 2148}},
+		{"write past the declared size is refused", 100, []int{60, 60}, []int64{60, 60}},
+	}
+	for i, tt := range tests {
+		f, leader := s.StartFill(fmt.Sprintf("written-%d", i), tt.size, 0, nil)
+		if !leader {
+			t.Fatalf("%s: not the leader of a new key", tt.name)
+		}
+		if got := f.Written(); got != 0 {
+			t.Errorf("%s: Written() before any write = %d, want 0", tt.name, got)
+		}
+		for j, n := range tt.writes {
+			f.Write(content(tt.name, int64(n)))
+			if got := f.Written(); got != tt.want[j] {
+				t.Errorf("%s: Written() after write %d = %d, want %d", tt.name, j, got, tt.want[j])
+			}
+		}
+		want := f.Written()
+		f.Commit()
+		if got := f.Written(); got != want {
+			t.Errorf("%s: Written() after Commit = %d, want %d", tt.name, got, want)
+		}
+	}
+
+	// Read concurrently with the writer (go test -race): never backwards,
+	// never past what was handed to Write.
+	const pieces, pieceBytes = 200, 100
+	f, _ := s.StartFill("written-concurrent", pieces*pieceBytes, 0, nil)
+	var handed atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range pieces {
+			handed.Add(pieceBytes)
+			f.Write(make([]byte, pieceBytes))
+		}
+		f.Commit()
+	}()
+	var last int64
+	for last < pieces*pieceBytes {
+		got := f.Written()
+		if got < last || got > handed.Load() {
+			t.Fatalf("Written() = %d after %d, with %d bytes handed to Write", got, last, handed.Load())
+		}
+		last = got
+		runtime.Gosched()
+	}
+	<-done
 }
