@@ -444,37 +444,16 @@ func BenchmarkIndex4Threshold(b *testing.B) {
 			}
 			idx := t.idx4
 			defer func() { t.idx4 = idx }()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			const batch = 4096
-			var cpu [2]time.Duration
-			var sink, i int
-			b.ResetTimer()
-			for b.Loop() {
-				for k := 0; k < 2; k++ {
-					j := (k + i/batch) % 2
-					t.idx4 = idx
-					if j == 1 {
-						t.idx4 = nil
-					}
-					from := i + k*len(addrs)/2
-					c0 := threadCPU()
-					for q := 0; q < batch; q++ {
-						if l.Locate(addrs[(from+q)&(len(addrs)-1)]).Known {
-							sink++
-						}
-					}
-					cpu[j] += threadCPU() - c0
+			cpu := alternateLocate(b, l, addrs, func(useBart bool) {
+				t.idx4 = idx
+				if useBart {
+					t.idx4 = nil
 				}
-				i += batch
-			}
+			})
 			b.ReportMetric(float64(t.prefixes.Size4()), "ipv4-prefixes")
-			b.ReportMetric(float64(cpu[0].Nanoseconds())/float64(i), "index-cpu-ns")
-			b.ReportMetric(float64(cpu[1].Nanoseconds())/float64(i), "bart-cpu-ns")
-			b.ReportMetric(float64(cpu[0])/float64(cpu[1]), "index/bart-cpu")
-			if sink < 0 {
-				b.Log(sink)
-			}
+			b.ReportMetric(cpu[0], "index-cpu-ns")
+			b.ReportMetric(cpu[1], "bart-cpu-ns")
+			b.ReportMetric(cpu[0]/cpu[1], "index/bart-cpu")
 		})
 	}
 }
@@ -501,6 +480,25 @@ func BenchmarkIndex4HugePages(b *testing.B) {
 		}
 	}
 	v4 = v4[:1<<15]
+	cpu := alternateLocate(b, l, v4, func(plainPages bool) {
+		t.idx4 = huge
+		if plainPages {
+			t.idx4 = plain
+		}
+	})
+	b.ReportMetric(cpu[0], "huge-cpu-ns")
+	b.ReportMetric(cpu[1], "plain-cpu-ns")
+	b.ReportMetric(cpu[0]/cpu[1], "huge/plain-cpu")
+	b.ReportMetric(float64(anonHugeBytes(unsafe.Pointer(huge), unsafe.Sizeof(*huge)))/(1<<20), "huge-index-thp-MiB")
+	b.ReportMetric(float64(anonHugeBytes(unsafe.Pointer(plain), unsafe.Sizeof(*plain)))/(1<<20), "plain-index-thp-MiB")
+	runtime.KeepAlive(plain)
+}
+
+// alternateLocate times Locate on probes (a power-of-two count) in two
+// setups, set(false) and set(true), in batches whose order alternates so
+// that neither always runs first on a warm cache: thread CPU ns per
+// lookup of each.
+func alternateLocate(b *testing.B, l *Locator, probes []netip.Addr, set func(second bool)) (cpuNs [2]float64) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	const batch = 4096
@@ -510,14 +508,11 @@ func BenchmarkIndex4HugePages(b *testing.B) {
 	for b.Loop() {
 		for k := 0; k < 2; k++ {
 			j := (k + i/batch) % 2
-			t.idx4 = huge
-			if j == 1 {
-				t.idx4 = plain
-			}
-			from := i + k*len(v4)/2
+			set(j == 1)
+			from := i + k*len(probes)/2
 			c0 := threadCPU()
 			for q := 0; q < batch; q++ {
-				if l.Locate(v4[(from+q)&(len(v4)-1)]).Known {
+				if l.Locate(probes[(from+q)&(len(probes)-1)]).Known {
 					sink++
 				}
 			}
@@ -526,15 +521,13 @@ func BenchmarkIndex4HugePages(b *testing.B) {
 		i += batch
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(cpu[0].Nanoseconds())/float64(i), "huge-cpu-ns")
-	b.ReportMetric(float64(cpu[1].Nanoseconds())/float64(i), "plain-cpu-ns")
-	b.ReportMetric(float64(cpu[0])/float64(cpu[1]), "huge/plain-cpu")
-	b.ReportMetric(float64(anonHugeBytes(unsafe.Pointer(huge), unsafe.Sizeof(*huge)))/(1<<20), "huge-index-thp-MiB")
-	b.ReportMetric(float64(anonHugeBytes(unsafe.Pointer(plain), unsafe.Sizeof(*plain)))/(1<<20), "plain-index-thp-MiB")
-	runtime.KeepAlive(plain)
 	if sink < 0 {
 		b.Log(sink)
 	}
+	for j := range cpu {
+		cpuNs[j] = float64(cpu[j].Nanoseconds()) / float64(i)
+	}
+	return cpuNs
 }
 
 // BenchmarkIndex4Build: building the IPv4 index of the full-size table
