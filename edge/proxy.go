@@ -34,7 +34,14 @@ import (
 //     origin's body, an origin error or timeout, the size limit, a purge,
 //     or Shutdown.
 //   - A Range request on a miss fetches the whole object once (collapsed)
-//     and answers the range from the fill as soon as its bytes arrive.
+//     and answers the range from the fill as soon as its bytes arrive,
+//     unless the range starts far ahead of the fill (a video seek into a
+//     large object being filled): the fill would need more than
+//     rangeAheadHorizon to reach it, at the rate it has shown. That
+//     request is forwarded with its Range (Cache-Status detail
+//     range-ahead-of-fill, counted as a pass) while the fill goes on for
+//     the requests that follow; the leader's client too, as the fill is
+//     copied by its own goroutine (copyFill), not by a client.
 //     Objects too large to store (over limits.max_object_bytes, or over
 //     what the store can hold: a memory-only cache cannot hold an object
 //     larger than its memory tier) are passed through with the client's
@@ -115,6 +122,10 @@ func (s *Server) serveCache(x *exchange) {
 			// invalid, max-age=0) is not reused while it fills either: it
 			// needs validating, as it will once stored (RFC 9111 4.2).
 			if f, ok := s.fillingObj(fill); ok && time.Duration(f.meta.Lifetime) > f.meta.currentAge(x.now) {
+				if !onlyIfCached && x.rangeAheadOfFill(fill, &f) {
+					s.servePass(x, fwd, detailRangeAhead)
+					return
+				}
 				m := f.meta
 				x.cs = cacheStatus{hit: true, detail: "filling", label: labelHit, hasTTL: true,
 					ttl: int64(time.Duration(m.Lifetime)-m.currentAge(x.now)) / int64(time.Second)}
@@ -153,11 +164,18 @@ func (s *Server) serveResult(x *exchange, res fetchResult, leader bool, stale *s
 		if !leader && !s.sameVariant(x, &res) {
 			return false // the origin's Vary puts this client in another variant
 		}
+		obj := storedObj{res.info, res.meta}
+		if x.rangeAheadOfFill(res.fill, &obj) {
+			// The fill goes on in its own goroutine (copyFill), for the
+			// leader's fill too.
+			s.servePass(x, fwd, detailRangeAhead)
+			return true
+		}
 		x.cs = cacheStatus{fwd: fwd, fwdStatus: res.status, stored: true, collapsed: !leader, label: labelMiss}
 		if stale != nil {
 			x.cs.label = labelRevalidated
 		}
-		return s.serveStored(x, storedObj{res.info, res.meta}, true) == nil
+		return s.serveStored(x, obj, true) == nil
 	case resRevalidated:
 		x.cs = cacheStatus{fwd: "stale", fwdStatus: fasthttp.StatusNotModified, collapsed: !leader, label: labelRevalidated}
 		return s.serveStored(x, storedObj{res.info, res.meta}, false) == nil
@@ -526,6 +544,63 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 		ctx.Response.SetBodyRaw(raw)
 	}
 	return nil
+}
+
+// detailRangeAhead is the Cache-Status detail of a Range request forwarded
+// because it starts far ahead of the fill in flight.
+const detailRangeAhead = "range-ahead-of-fill"
+
+// Forwarding a Range that starts far ahead of a fill in flight (a seek
+// into a large object being filled) rather than waiting for the fill:
+const (
+	// rangeAheadHorizon: a range the fill would reach within this time,
+	// at the rate it has shown, is served from the fill: a short wait for
+	// bytes already on their way beats one more origin request (collapsing
+	// is what the cache is for). Beyond it, the origin answers the range
+	// in one round trip, where a seek would stall for as long as the fill
+	// takes to get there (7 s for 60 MB at 8 MiB/s in QA's case).
+	rangeAheadHorizon = time.Second
+	// rangeAheadWarmup: until the fill has run this long its rate means
+	// little (its first bytes arrive in a burst with the headers, or not
+	// yet), so rangeAheadColdChunks decides instead.
+	rangeAheadWarmup = 100 * time.Millisecond
+	// rangeAheadColdChunks: during the warmup, a range starting more than
+	// this many chunks ahead of the fill is forwarded: 2 MiB at the
+	// default 256 KiB chunks, what a fill at 16 Mbit/s writes in
+	// rangeAheadHorizon. Forwarding when the fill turns out to be faster
+	// costs one origin request for the range; waiting when it is slower
+	// costs the client a stall, so the guess is a modest rate.
+	rangeAheadColdChunks = 8
+)
+
+// rangeAheadOfFill reports whether x asks for a range of obj, the version
+// fill is writing, that starts so far ahead of what the fill has written
+// that the fill would take more than rangeAheadHorizon to reach it. Only a
+// satisfiable single range of a 200 of known size counts, one that
+// serveStored would answer 206 (not HEAD, not a full-object request, not
+// one its conditionals answer from the stored metadata).
+func (x *exchange) rangeAheadOfFill(fill *cache.Fill, obj *storedObj) bool {
+	m, info := obj.meta, &obj.info
+	if x.head || len(x.req.rng) == 0 || fill == nil || m.Status != fasthttp.StatusOK || info.Size < 0 {
+		return false
+	}
+	res, start, _ := parseRange(x.req.rng, info.Size)
+	if res != rangeOK || !ifRangeHolds(x.req.ifRange, m) || evalPreconditions(&x.req, m) != 0 {
+		return false
+	}
+	written := fill.Written()
+	aheadBytes := start - written
+	if aheadBytes <= 0 {
+		return false
+	}
+	elapsed := time.Since(info.StoredAt) // StoredAt: when the fill began, after the origin's headers
+	if elapsed < rangeAheadWarmup {
+		return aheadBytes > rangeAheadColdChunks*int64(info.ChunkBytes)
+	}
+	// aheadBytes / (written / elapsed) > horizon, without dividing by a
+	// rate that may be zero (a fill that has written nothing is stalled:
+	// every range ahead of it is far).
+	return float64(aheadBytes)*float64(elapsed) > float64(written)*float64(rangeAheadHorizon)
 }
 
 // storeReadError turns a failed read of a looked-up version into errRetry
