@@ -568,8 +568,9 @@ const (
 	// this many chunks ahead of the fill is forwarded: 2 MiB at the
 	// default 256 KiB chunks, what a fill at 16 Mbit/s writes in
 	// rangeAheadHorizon. Forwarding when the fill turns out to be faster
-	// costs one origin request for the range; waiting when it is slower
-	// costs the client a stall, so the guess is a modest rate.
+	// costs the origin the range's bytes a second time (the rest of the
+	// object for an open-ended bytes=N- read to its end); waiting when it
+	// is slower stalls the client, so the guess is a modest rate.
 	rangeAheadColdChunks = 8
 )
 
