@@ -572,6 +572,13 @@ const (
 	// object for an open-ended bytes=N- read to its end); waiting when it
 	// is slower stalls the client, so the guess is a modest rate.
 	rangeAheadColdChunks = 8
+	// rangeAheadMinChunks: a range starting within this many chunks of
+	// the fill's progress is always served from the fill. Origins send in
+	// bursts (a paced origin writes every few tens of ms, TCP delivers
+	// windows), and on a busy machine the fill's goroutine may not have
+	// run yet: a fill that looks stalled for a moment usually is not, and
+	// a range next to its progress is what collapsing is for.
+	rangeAheadMinChunks = 1
 )
 
 // rangeAheadOfFill reports whether x asks for a range of obj, the version
@@ -591,7 +598,7 @@ func (x *exchange) rangeAheadOfFill(fill *cache.Fill, obj *storedObj) bool {
 	}
 	written := fill.Written()
 	aheadBytes := start - written
-	if aheadBytes <= 0 {
+	if aheadBytes <= rangeAheadMinChunks*int64(info.ChunkBytes) {
 		return false
 	}
 	elapsed := time.Since(info.StoredAt) // StoredAt: when the fill began, after the origin's headers

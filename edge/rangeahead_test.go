@@ -119,13 +119,14 @@ func TestRangeAheadOfFill(t *testing.T) {
 	full := make(chan *response, 1)
 	go func() { full <- e.get(path) }()
 
-	// Near the fill's progress: served from the fill.
+	// Near the fill's progress (a quarter of a second at its rate, more
+	// than the one chunk always served from the fill): from the fill.
 	before := len(log.snapshot())
-	off := fill.Written() + 32<<10
+	off := fill.Written() + 256<<10
 	r := e.get(path, "Range", fmt.Sprintf("bytes=%d-%d", off, off+99))
 	if cs := r.get("Cache-Status"); r.status != 206 || !bytes.Equal(r.body, demoBytes(size, off, 100)) ||
 		!strings.HasPrefix(cs, "edge; hit;") || !strings.HasSuffix(cs, "detail=filling") {
-		t.Errorf("range 32 KiB ahead of the fill: %d %q, body ok %v; want 206 from the fill", r.status, cs, bytes.Equal(r.body, demoBytes(size, off, 100)))
+		t.Errorf("range 256 KiB ahead of the fill: %d %q, body ok %v; want 206 from the fill", r.status, cs, bytes.Equal(r.body, demoBytes(size, off, 100)))
 	}
 	// HEAD with a Range is answered from the stored metadata.
 	h := e.do(http.MethodHead, path, "Range", "bytes=7340032-7340131")
@@ -191,6 +192,7 @@ func TestRangeNearFill(t *testing.T) {
 		{what: "leader, 300000 bytes ahead", off: 300_000, wantCS: "edge; fwd=uri-miss; fwd-status=200; stored"},
 		{what: "behind the fill", offset: func(*cache.Fill) int64 { return 0 }, wantCS: "edge; hit;"},
 		{what: "32 KiB ahead of the fill", offset: func(f *cache.Fill) int64 { return f.Written() + 32<<10 }, wantCS: "edge; hit;"},
+		{what: "256 KiB ahead of the fill", offset: func(f *cache.Fill) int64 { return f.Written() + 256<<10 }, wantCS: "edge; hit;"},
 	}
 	var fill *cache.Fill
 	for _, tt := range tests {
@@ -264,6 +266,92 @@ func TestRangeAheadPassFails(t *testing.T) {
 		r = e.get(path, "Range", "bytes=1000000-1000099")
 		if r.status != 206 || !bytes.Equal(r.body, demoBytes(size, 1_000_000, 100)) || !strings.HasPrefix(r.get("Cache-Status"), "edge; hit") {
 			t.Errorf("fail=%s, after the commit: %d %q; want a hit", tt.fail, r.status, r.get("Cache-Status"))
+		}
+	}
+}
+
+// TestRangeAheadDecision: which requests rangeAheadOfFill forwards, for a
+// fill of a known rate and age (the store's real fill; its start time is
+// set in the object's info).
+func TestRangeAheadDecision(t *testing.T) {
+	store, err := cache.Open(cache.Options{ChunkBytes: 64 << 10, MemoryBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	const (
+		size       = 8 << 20
+		chunkBytes = 64 << 10
+		mib        = 1 << 20
+	)
+	fills := map[int64]*cache.Fill{}
+	fillOf := func(written int64) *cache.Fill {
+		if f, ok := fills[written]; ok {
+			return f
+		}
+		f, leader := store.StartFill(fmt.Sprintf("written-%d", written), size, chunkBytes, nil)
+		if !leader || f.Err() != nil {
+			t.Fatalf("StartFill: leader %v, %v", leader, f.Err())
+		}
+		if _, err := f.Write(make([]byte, written)); err != nil {
+			t.Fatal(err)
+		}
+		fills[written] = f
+		return f
+	}
+	defer func() {
+		for _, f := range fills {
+			f.Abort(nil)
+		}
+	}()
+	etag := `"v1"`
+	tests := []struct {
+		name    string
+		head    bool
+		rng     string
+		ifRange string
+		ifNone  string
+		size    int64 // the object's; 0 means size
+		status  int   // stored status; 0 means 200
+		written int64
+		elapsed time.Duration // since the fill began
+		want    bool
+	}{
+		{name: "no Range", written: 0, elapsed: time.Second, want: false},
+		{name: "HEAD", head: true, rng: "bytes=7000000-", elapsed: time.Second, want: false},
+		{name: "behind the fill", rng: "bytes=100-199", written: mib, elapsed: time.Second, want: false},
+		{name: "within a chunk of a stalled fill", rng: "bytes=65536-", written: 0, elapsed: time.Second, want: false},
+		{name: "past a chunk of a stalled fill", rng: "bytes=65537-", written: 0, elapsed: time.Second, want: true},
+		{name: "cold, 8 chunks ahead", rng: "bytes=524288-", written: 0, elapsed: 0, want: false},
+		{name: "cold, past 8 chunks", rng: "bytes=524289-", written: 0, elapsed: 0, want: true},
+		{name: "cold, far", rng: "bytes=7340032-7340131", written: 100 << 10, elapsed: 50 * time.Millisecond, want: true},
+		{name: "1 MiB/s, 0.9 s ahead", rng: fmt.Sprintf("bytes=%d-", 2*mib+900<<10), written: 2 * mib, elapsed: 2 * time.Second, want: false},
+		{name: "1 MiB/s, 1.1 s ahead", rng: fmt.Sprintf("bytes=%d-", 2*mib+1100<<10), written: 2 * mib, elapsed: 2 * time.Second, want: true},
+		{name: "suffix range far ahead", rng: "bytes=-100", written: mib, elapsed: time.Second, want: true},
+		{name: "several ranges (answered 200)", rng: "bytes=0-1,7000000-7000001", written: mib, elapsed: time.Second, want: false},
+		{name: "unsatisfiable (answered 416)", rng: "bytes=9000000-", written: mib, elapsed: time.Second, want: false},
+		{name: "malformed (answered 200)", rng: "bytes=x-", written: mib, elapsed: time.Second, want: false},
+		{name: "If-Range that does not match (answered 200)", rng: "bytes=7000000-", ifRange: `"v0"`, written: mib, elapsed: time.Second, want: false},
+		{name: "If-Range that matches", rng: "bytes=7000000-", ifRange: etag, written: mib, elapsed: time.Second, want: true},
+		{name: "If-None-Match that matches (answered 304)", rng: "bytes=7000000-", ifNone: etag, written: mib, elapsed: time.Second, want: false},
+		{name: "unknown size (answered 200)", rng: "bytes=7000000-", size: -1, written: mib, elapsed: time.Second, want: false},
+		{name: "stored 404", rng: "bytes=7000000-", status: 404, written: mib, elapsed: time.Second, want: false},
+	}
+	for _, tt := range tests {
+		f := fillOf(tt.written)
+		info := f.Info()
+		info.StoredAt = time.Now().Add(-tt.elapsed)
+		if tt.size != 0 {
+			info.Size = tt.size
+		}
+		m := &objMeta{Status: 200, ETag: etag}
+		if tt.status != 0 {
+			m.Status = tt.status
+		}
+		x := &exchange{head: tt.head}
+		x.req.rng, x.req.ifRange, x.req.ifNoneMatch = []byte(tt.rng), []byte(tt.ifRange), []byte(tt.ifNone)
+		if got := x.rangeAheadOfFill(f, &storedObj{info, m}); got != tt.want {
+			t.Errorf("%s: rangeAheadOfFill(Range %q, %d written in %v) = %v, want %v", tt.name, tt.rng, tt.written, tt.elapsed, got, tt.want)
 		}
 	}
 }
