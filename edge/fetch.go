@@ -443,7 +443,16 @@ func (s *Server) passReason(primary string, now int64) string {
 // servePass forwards x to the origin as the client sent it (with its Range
 // and conditional headers) and streams the answer back, storing nothing.
 func (s *Server) servePass(x *exchange, fwd, reason string) {
+	s.servePassIfRange(x, fwd, reason, "")
+}
+
+// servePassIfRange is servePass that, when ifRange is set, sends it as the
+// request's If-Range (see serveRangeAhead).
+func (s *Server) servePassIfRange(x *exchange, fwd, reason, ifRange string) {
 	req := s.originRequest(x, false, nil)
+	if ifRange != "" {
+		req.Header.Set("If-Range", ifRange)
+	}
 	resp := fasthttp.AcquireResponse()
 	resp.Header.SetNoDefaultContentType(true)
 	if x.head {

@@ -123,7 +123,7 @@ func (s *Server) serveCache(x *exchange) {
 			// needs validating, as it will once stored (RFC 9111 4.2).
 			if f, ok := s.fillingObj(fill); ok && time.Duration(f.meta.Lifetime) > f.meta.currentAge(x.now) {
 				if !onlyIfCached && x.rangeAheadOfFill(fill, &f) {
-					s.servePass(x, fwd, detailRangeAhead)
+					s.serveRangeAhead(x, fwd, f.meta)
 					return
 				}
 				m := f.meta
@@ -168,7 +168,7 @@ func (s *Server) serveResult(x *exchange, res fetchResult, leader bool, stale *s
 		if x.rangeAheadOfFill(res.fill, &obj) {
 			// The fill goes on in its own goroutine (copyFill), for the
 			// leader's fill too.
-			s.servePass(x, fwd, detailRangeAhead)
+			s.serveRangeAhead(x, fwd, obj.meta)
 			return true
 		}
 		x.cs = cacheStatus{fwd: fwd, fwdStatus: res.status, stored: true, collapsed: !leader, label: labelMiss}
@@ -609,6 +609,20 @@ func (x *exchange) rangeAheadOfFill(fill *cache.Fill, obj *storedObj) bool {
 	// rate that may be zero (a fill that has written nothing is stalled:
 	// every range ahead of it is far).
 	return float64(aheadBytes)*float64(elapsed) > float64(written)*float64(rangeAheadHorizon)
+}
+
+// serveRangeAhead forwards x's Range, found far ahead of the fill of m's
+// version. Unless the client sent its own If-Range, the request carries
+// m's strong ETag as If-Range: should the origin have a newer version by
+// now, it answers 200 with all of it rather than a part of the new
+// version that the client would join to parts of the old one (a seek
+// back then reads from the fill).
+func (s *Server) serveRangeAhead(x *exchange, fwd string, m *objMeta) {
+	ifRange := ""
+	if len(x.req.ifRange) == 0 && m.ETag != "" && !strings.HasPrefix(m.ETag, "W/") {
+		ifRange = m.ETag
+	}
+	s.servePassIfRange(x, fwd, detailRangeAhead, ifRange)
 }
 
 // storeReadError turns a failed read of a looked-up version into errRetry

@@ -17,6 +17,7 @@ import (
 
 	"github.com/peerassist/edgebox/config"
 	"github.com/peerassist/edgebox/edge/cache"
+	"github.com/peerassist/edgebox/origin/demo"
 )
 
 // originLog records the Range header of every request the test origin
@@ -354,4 +355,54 @@ func TestRangeAheadDecision(t *testing.T) {
 			t.Errorf("%s: rangeAheadOfFill(Range %q, %d written in %v) = %v, want %v", tt.name, tt.rng, tt.written, tt.elapsed, got, tt.want)
 		}
 	}
+}
+
+// TestRangeAheadCarriesIfRange: a range forwarded ahead of a fill asks the
+// origin for the fill's version (If-Range with its ETag). When the origin
+// has changed the object meanwhile, the client gets the whole new version
+// (200, its ETag), never a part of it to join to parts of the old one.
+func TestRangeAheadCarriesIfRange(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var ifRanges []string
+	e := newEnv(t, func(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+		return func(ctx *fasthttp.RequestCtx) {
+			if len(ctx.Request.Header.Peek("Range")) > 0 {
+				mu.Lock()
+				ifRanges = append(ifRanges, string(ctx.Request.Header.Peek("If-Range")))
+				mu.Unlock()
+			}
+			next(ctx)
+		}
+	})
+	const size = 8 << 20
+	path := fmt.Sprintf("/bytes/%d?rate=1MiB", size)
+	first := e.get(path, "Range", "bytes=7340032-7340131") // the leader, forwarded
+	fill := e.fillInFlight(path)
+	if first.status != 206 || !strings.HasSuffix(first.get("Cache-Status"), "detail=range-ahead-of-fill") {
+		t.Fatalf("far range: %d %q", first.status, first.get("Cache-Status"))
+	}
+	mu.Lock()
+	got := slices.Clone(ifRanges)
+	mu.Unlock()
+	if len(got) != 1 || got[0] != first.get("ETag") || got[0] == "" {
+		t.Errorf("If-Range of the forwarded range: %q, want the fill's ETag %q", got, first.get("ETag"))
+	}
+
+	// The origin moves to another version while the fill runs.
+	if err := e.origin.Origin.SetFaults(demo.Faults{Version: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", e.url(path), nil)
+	req.Header.Set("Range", "bytes=6291456-6291555")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close() // the whole new version at 1 MiB/s: the headers say enough
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") == first.get("ETag") || resp.ContentLength != size {
+		t.Errorf("far range after the origin changed: %d, ETag %q (old %q), length %d; want 200 with the new version",
+			resp.StatusCode, resp.Header.Get("ETag"), first.get("ETag"), resp.ContentLength)
+	}
+	waitCommitted(t, fill, 30*time.Second)
 }
