@@ -19,6 +19,7 @@ import (
 
 	"github.com/peerassist/edgebox/config"
 	"github.com/peerassist/edgebox/edge"
+	"github.com/peerassist/edgebox/origin/demo"
 	"github.com/peerassist/edgebox/peerassist/policy"
 	"github.com/peerassist/edgebox/peerassist/signal"
 )
@@ -143,29 +144,22 @@ func TestReloadKeepsServing(t *testing.T) {
 // that changed, and says so when none did (the region tables are read
 // again all the same).
 func TestReloadLogsWhatChanged(t *testing.T) {
-	o, err := StartDemoOrigin(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	o := startTestOrigin(t)
 	var logs syncBuffer
-	cfg := DemoConfig(o.URL(), "127.0.0.1:0")
-	cfg.AdminListen = ""
+	cfg := testConfig(o)
 	a, err := Start(&cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close(context.Background())
-	same := DemoConfig(o.URL(), "127.0.0.1:0")
-	same.AdminListen = ""
+	same := testConfig(o)
 	if err := a.Reload(&same); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), `msg="edge: reload complete" file="" changed="no setting; region tables re-read"`) {
 		t.Errorf("reload of the same configuration logged:\n%s", logs.String())
 	}
-	other := DemoConfig(o.URL(), "127.0.0.1:0")
-	other.AdminListen = ""
+	other := testConfig(o)
 	other.Sites[0].Hosts = []string{"only.example"}
 	if err := a.Reload(&other); err != nil {
 		t.Fatal(err)
@@ -192,14 +186,9 @@ func TestStartFailsCleanly(t *testing.T) {
 // live signaling socket is held to the new rate, and no socket or HTTP
 // connection was closed by the reload.
 func TestReloadPolicyAndPeerAssist(t *testing.T) {
-	o, err := StartDemoOrigin(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	o := startTestOrigin(t)
 	var logs syncBuffer
-	cfg := DemoConfig(o.URL(), "127.0.0.1:0")
-	cfg.AdminListen = ""
+	cfg := testConfig(o)
 	cfg.Sites[0].PeerAssist.BitrateBps = 0 // the basic floor: 30 KB/s
 	cfg.Policy.EdgeCapacityBps = 1_000_000_000
 	cfg.Policy.EBUCap = 1
@@ -406,6 +395,25 @@ func TestReloadInvalidKeepsRunning(t *testing.T) {
 		}
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// startTestOrigin starts the demo origin for one test, quiet.
+func startTestOrigin(t *testing.T) *demo.Server {
+	t.Helper()
+	o, err := StartDemoOrigin(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
+// testConfig is the demo configuration in front of o on a free port,
+// without the admin listener.
+func testConfig(o *demo.Server) config.Config {
+	cfg := DemoConfig(o.URL(), "127.0.0.1:0")
+	cfg.AdminListen = ""
+	return cfg
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers (slog
