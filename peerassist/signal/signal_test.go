@@ -469,9 +469,9 @@ func FuzzParseResponse(f *testing.F) {
 	})
 }
 
-func BenchmarkParseOfferAnnounce(b *testing.B) {
-	msgs := goldenMessagesB(b)
-	data := msgs["announce_started"]
+// benchParseRequest times ParseRequest of data into one reused Request.
+func benchParseRequest(b *testing.B, data []byte) {
+	b.Helper()
 	var r Request
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
@@ -480,6 +480,12 @@ func BenchmarkParseOfferAnnounce(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func BenchmarkParseOfferAnnounce(b *testing.B) {
+	msgs := goldenMessagesB(b)
+	data := msgs["announce_started"]
+	benchParseRequest(b, data)
 }
 
 func BenchmarkAppendOffer(b *testing.B) {
@@ -540,14 +546,7 @@ func BenchmarkParseRealisticAnnounce(b *testing.B) {
 		req.Offers = append(req.Offers, Offer{ID: id, SDP: []byte(sdp)})
 	}
 	data := req.AppendJSON(nil)
-	var r Request
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		if err := ParseRequest(data, &r); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchParseRequest(b, data)
 }
 
 func TestAppendRelayMatchesAppendJSON(t *testing.T) {
@@ -598,14 +597,7 @@ func BenchmarkParseRandomIDAnnounce(b *testing.B) {
 		req.Offers = append(req.Offers, Offer{ID: id, SDP: []byte(realisticSDP)})
 	}
 	data := req.AppendJSON(nil)
-	var r Request
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		if err := ParseRequest(data, &r); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchParseRequest(b, data)
 }
 
 // BenchmarkParseAnswer parses an answer with random IDs.
@@ -615,14 +607,7 @@ func BenchmarkParseAnswer(b *testing.B) {
 	req := Request{Action: ActionAnnounce, NumWant: -1, Left: -1, Uploaded: -1, Downloaded: -1, Have: -1,
 		InfoHash: ids[0], PeerID: ids[1], ToPeerID: ids[2], OfferID: ids[3], Answer: []byte(answer)}
 	data := req.AppendJSON(nil)
-	var r Request
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		if err := ParseRequest(data, &r); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchParseRequest(b, data)
 }
 
 const realisticSDP = `{"type":"offer","sdp":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=candidate:1510613869 1 udp 2122063615 127.0.0.1 43020 typ host generation 0 network-id 3\r\na=ice-ufrag:Q7Ax\r\na=ice-pwd:9uW2nTz4qkBlZ0vnd3xXf1Vb\r\na=ice-options:trickle\r\na=fingerprint:sha-256 4F:2A:11:9C:DE:7B:40:55:0A:6E:9A:31:7C:88:19:24:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n"}`
