@@ -20,7 +20,7 @@ import (
 
 // durationBoundsSeconds are the histogram's bucket upper bounds: from half
 // a millisecond (a hit) to a minute (a slow client reading a large body).
-var durationBoundsSeconds = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+var durationBoundsSeconds = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 var durationBounds = func() []time.Duration {
 	b := make([]time.Duration, len(durationBoundsSeconds))
@@ -33,7 +33,7 @@ var durationBounds = func() []time.Duration {
 // durationHist is one attribute set's cumulative histogram. Its zero value
 // is empty and ready; it is safe for concurrent use.
 type durationHist struct {
-	counts   [17]atomic.Uint64 // len(durationBounds)+1: the last is (60 s, +Inf)
+	counts   [len(durationBoundsSeconds) + 1]atomic.Uint64 // the last is (60 s, +Inf)
 	sumNanos atomic.Int64
 }
 
@@ -54,7 +54,7 @@ func (h *durationHist) record(d time.Duration) {
 // one by one while requests go on: the count is their sum, so the point is
 // consistent in itself; the sum may include a request or two more.
 func (h *durationHist) dataPoint(dp *metricdata.HistogramDataPoint[float64]) {
-	dp.Bounds = durationBoundsSeconds
+	dp.Bounds = durationBoundsSeconds[:]
 	dp.BucketCounts = make([]uint64, len(h.counts))
 	dp.Count = 0
 	for i := range h.counts {
