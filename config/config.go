@@ -26,6 +26,13 @@ type Config struct {
 	// AdminListen is the address of the admin listener (purge, health,
 	// stats, /metrics). Default "127.0.0.1:9090": loopback only.
 	AdminListen string `yaml:"admin_listen"`
+	// EventLoops is how many epoll loops serve client connections on
+	// Linux: 0 runs one per CPU the Go runtime uses (GOMAXPROCS); -1
+	// serves each connection on a goroutine of its own (fasthttp), as on
+	// other platforms. Requests a loop cannot answer at once (misses,
+	// revalidations, passes, objects on disk) run on goroutines either
+	// way. Not reloadable. Default 0.
+	EventLoops int `yaml:"event_loops"`
 	// Limits protect the listener from slow and oversized clients.
 	Limits Limits `yaml:"limits"`
 	// Cache sizes the chunk store.
@@ -194,6 +201,9 @@ func (c *Config) Validate() error {
 		p.Add("listen", "must not be empty")
 	} else {
 		p.CheckHostPort("listen", c.Listen)
+	}
+	if c.EventLoops < -1 || c.EventLoops > 1024 {
+		p.Addf("event_loops", "must be -1 (off), 0 (one per CPU) or up to 1024 (got %d)", c.EventLoops)
 	}
 	if c.AdminListen != "" {
 		p.CheckHostPort("admin_listen", c.AdminListen)

@@ -45,10 +45,15 @@ type exchange struct {
 	// unreadable: answered by handleParseError; the request (its method
 	// included) may not have been read.
 	unreadable bool
-	keyBuf     []byte
-	hdrBuf     []byte
-	uriBuf     []byte
-	req        reqFields
+	// noBlock: served on an event loop, where nothing may wait; wouldBlock:
+	// it would have, and is to be resumed on a goroutine (serveInline).
+	noBlock, wouldBlock bool
+	// admitted: the session gate admitted the request (asked once only).
+	admitted bool
+	keyBuf   []byte
+	hdrBuf   []byte
+	uriBuf   []byte
+	req      reqFields
 }
 
 // reqFields are the request header fields the edge reads, found in one
@@ -204,7 +209,8 @@ var (
 		"Content-Type, " + SessionHeader + ", " + UrgentHeader + ", Traceparent, Tracestate"
 )
 
-// handle is the public request handler.
+// handle is the public request handler (fasthttp's, and the event loops'
+// for requests they hand to a goroutine: see resume).
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// The request is read: no read timeout while handling it; the write
 	// timeout runs once the handler returns (timeouts.go).
@@ -213,11 +219,53 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	x := s.acquireExchange(ctx)
 	x.req.scan(&ctx.Request.Header)
 	x.startSpan()
+	s.run(x)
+	s.markPhase(conn, phaseWriting)
+}
+
+// serveInline answers ctx on an event loop's goroutine, where nothing may
+// wait (loop_linux.go): a hit in the memory tier, a refusal, a preflight.
+// A request that would wait (for the origin, the disk, a fill) is left
+// unanswered, with nothing written or counted, and its exchange returned:
+// the loop hands it to a goroutine that calls resume.
+func (s *Server) serveInline(ctx *fasthttp.RequestCtx) *exchange {
+	x := s.acquireExchange(ctx)
+	x.req.scan(&ctx.Request.Header)
+	x.startSpan()
+	x.noBlock = true
+	if s.run(x) {
+		x.noBlock, x.wouldBlock = false, false
+		x.cs = cacheStatus{}
+		return x
+	}
+	return nil
+}
+
+// resume serves an exchange that serveInline returned, on a goroutine
+// that may wait, into the same ctx.
+func (s *Server) resume(x *exchange) {
+	s.run(x)
+}
+
+// wait reports whether x may not wait here (serveInline), marking it to be
+// resumed on a goroutine: the caller returns before writing anything.
+func (x *exchange) wait() bool {
+	if x.noBlock {
+		x.wouldBlock = true
+		return true
+	}
+	return false
+}
+
+// run dispatches x and ends it, unless a body stream will (in its Close)
+// or x would wait (serveInline); it reports the latter.
+func (s *Server) run(x *exchange) (wouldBlock bool) {
+	ctx := x.ctx
 	defer func() {
-		s.markPhase(conn, phaseWriting)
 		// A bug must cost one request, not the process and every
 		// connection on it.
 		if r := recover(); r != nil {
+			wouldBlock = false
 			s.log.Error("edge: panic serving a request", "panic", r, "target", string(ctx.Request.Header.RequestURI()),
 				"stack", string(debug.Stack()))
 			if x.streaming {
@@ -236,9 +284,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 	s.dispatch(x)
+	if x.wouldBlock {
+		return true
+	}
 	if !x.streaming {
 		x.finish(-1)
 	}
+	return false
 }
 
 func (s *Server) dispatch(x *exchange) {
@@ -264,12 +316,16 @@ func (s *Server) dispatch(x *exchange) {
 	}
 	path := x.tgt.path()
 	if string(path) == ManifestPath {
-		s.serveManifest(x)
+		if !x.wait() {
+			s.serveManifest(x)
+		}
 		return
 	}
 	for i := range s.routes {
 		if r := &s.routes[i]; routeMatches(r.Path, path) {
-			s.serveRoute(x, r)
+			if !x.wait() {
+				s.serveRoute(x, r)
+			}
 			return
 		}
 	}
@@ -424,6 +480,9 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 // admitSession asks the session gate about a request carrying a
 // peer-assist session; a refusal is answered 429 here.
 func (s *Server) admitSession(x *exchange) bool {
+	if x.admitted {
+		return true // asked already, before a resume
+	}
 	id := x.req.session
 	if len(id) == 0 && x.tgt.hasSession {
 		id = x.tgt.session
@@ -438,6 +497,7 @@ func (s *Server) admitSession(x *exchange) bool {
 	}
 	ok, retryAfter, reason := s.sessions.Admit(x.session, x.urgent)
 	if ok {
+		x.admitted = true
 		return true
 	}
 	x.cs = cacheStatus{fwd: "bypass", detail: "peer-assist-throttled", label: labelNone}

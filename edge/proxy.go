@@ -81,12 +81,16 @@ const maxCacheAttempts = 4
 
 func (s *Server) serveCache(x *exchange) {
 	if len(x.req.authorization) > 0 {
-		s.servePass(x, "request", reasonAuthorized)
+		if !x.wait() {
+			s.servePass(x, "request", reasonAuthorized)
+		}
 		return
 	}
 	x.primary = x.primaryKey()
 	if reason := s.passReason(x.primary, x.now); reason != "" {
-		s.servePass(x, "bypass", reason)
+		if !x.wait() {
+			s.servePass(x, "bypass", reason)
+		}
 		return
 	}
 	onlyIfCached := requestOnlyIfCached(x.req.cacheControl)
@@ -98,7 +102,7 @@ func (s *Server) serveCache(x *exchange) {
 			switch obj.meta.freshnessAt(x.now) {
 			case fresh:
 				x.cs.hit, x.cs.label = true, labelHit
-				if s.serveStored(x, obj, false) == nil {
+				if s.serveStored(x, obj, false) == nil || x.wouldBlock {
 					return
 				}
 				x.cs = cacheStatus{}
@@ -109,10 +113,16 @@ func (s *Server) serveCache(x *exchange) {
 					s.revalidateInBackground(x, obj)
 					return
 				}
+				if x.wouldBlock {
+					return
+				}
 				x.cs = cacheStatus{}
 				continue
 			}
 			fwd = "stale"
+		}
+		if x.wait() {
+			return // a revalidation, a fill to follow or a fetch
 		}
 		if fill != nil {
 			// Not forwarded: served from the cache as it fills. This counts
@@ -465,6 +475,12 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 		}
 	}
 
+	// On an event loop, only a body all in the memory tier is read here
+	// (serveInline); anything else would wait for the disk.
+	if x.noBlock && !x.head && n != 0 && (size < 0 || !s.store.Resident(info.ID, info.Version, off, n)) {
+		x.wait()
+		return errRetry
+	}
 	// Get the body first: if the version vanished, nothing is written yet.
 	var (
 		raw    []byte

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,9 @@ type Server struct {
 
 	conns connTracker
 	stats counters
+	// loops serve client connections (loop_linux.go); nil when
+	// event_loops is -1 or the platform has none: fasthttp serves them.
+	loops *loopSet
 
 	// Timeouts (timeouts.go): the sweeper's clock and its goroutine.
 	created     time.Time
@@ -144,6 +148,18 @@ func New(opts Options) (*Server, error) {
 	s.tracer = otel.Tracer(instrumentationName)
 	s.conns.init()
 	s.created = time.Now()
+	if n := opts.Config.EventLoops; n >= 0 && loopsSupported {
+		if n == 0 {
+			n = runtime.GOMAXPROCS(0)
+		}
+		ls, err := newLoopSet(s, n)
+		if err != nil {
+			// Serving still works without them: say so and go on.
+			s.log.Warn("edge: event loops unavailable; a goroutine serves each connection", "error", err)
+		} else {
+			s.loops = ls
+		}
+	}
 	return s, nil
 }
 
@@ -235,6 +251,10 @@ func (s *Server) accept(c net.Conn) {
 			rejectConn(c, reason)
 			return
 		}
+		if s.loops != nil && s.loops.add(c, s.conns.entry(c)) {
+			s.stats.connsAccepted.Add(1)
+			return
+		}
 		if g.ln.deliver(c) {
 			s.stats.connsAccepted.Add(1)
 			return
@@ -297,12 +317,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, len(gens)+len(admins))
+	errs := make(chan error, len(gens)+len(admins)+1)
 	for _, g := range gens {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			errs <- g.stop(ctx)
+		}()
+	}
+	if s.loops != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.loops.stop(ctx)
 		}()
 	}
 	for _, a := range admins {
@@ -567,10 +594,48 @@ func (t *connTracker) count() int {
 	return len(t.open)
 }
 
+// deliver hands a connection of an event loop, known to the tracker as
+// key and now nc, to its generation's fasthttp server for good.
+func (s *Server) deliver(key, nc net.Conn) bool {
+	e := s.conns.rekey(key, nc)
+	if e == nil {
+		return false
+	}
+	if e.gen.ln.deliver(nc) {
+		return true
+	}
+	s.conns.release(nc)
+	return false
+}
+
+// rekey makes the entry of key the entry of c, served by fasthttp.
+func (t *connTracker) rekey(key, c net.Conn) *connEntry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.open[key]
+	if !ok {
+		return nil
+	}
+	delete(t.open, key)
+	t.byConn.Delete(key)
+	e.c = c
+	e.lc.Store(nil)
+	t.open[c] = e
+	t.byConn.Store(c, e)
+	return e
+}
+
 func (t *connTracker) closeAll() {
 	t.mu.Lock()
 	conns := make([]net.Conn, 0, len(t.open))
-	for c := range t.open {
+	for c, e := range t.open {
+		if lc := e.lc.Load(); lc != nil {
+			// An event loop's socket: cut under the lock, while the
+			// descriptor is surely still the connection's (the loop
+			// releases before it closes).
+			lc.shutdownSocket()
+			continue
+		}
 		conns = append(conns, c)
 	}
 	t.mu.Unlock()

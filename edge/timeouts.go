@@ -44,10 +44,13 @@ const phaseShift = 56
 // limits (connTracker) and the timeouts. Safe for concurrent use: state is
 // written by the connection's goroutine and read by the sweeper.
 type connEntry struct {
-	c     net.Conn
+	c     net.Conn // guarded by connTracker.mu (a loop's hand-off changes it)
 	ip    netip.Addr
 	gen   *generation
 	state atomic.Int64 // phase<<phaseShift | since, in the sweeper clock's ms
+	// lc is the connection's event loop state while a loop serves it
+	// (loop_linux.go), nil while fasthttp does.
+	lc atomic.Pointer[lconn]
 }
 
 func (e *connEntry) set(p connPhase, nowMs int64) {
@@ -117,6 +120,7 @@ var pastDeadline = time.Unix(1, 0)
 func (t *connTracker) expire(nowMs int64, tick time.Duration) {
 	type candidate struct {
 		e  *connEntry
+		c  net.Conn
 		st int64
 	}
 	var due []candidate
@@ -125,7 +129,7 @@ func (t *connTracker) expire(nowMs int64, tick time.Duration) {
 		st := e.state.Load()
 		p, since := connPhase(st>>phaseShift), st&(1<<phaseShift-1)
 		if d := timeout(&e.gen.limits, p); d > 0 && time.Duration(nowMs-since)*time.Millisecond > d+tick {
-			due = append(due, candidate{e, st})
+			due = append(due, candidate{e, e.c, st})
 		}
 	}
 	t.mu.Unlock()
@@ -136,10 +140,14 @@ func (t *connTracker) expire(nowMs int64, tick time.Duration) {
 		if !d.e.state.CompareAndSwap(d.st, int64(phaseExpired)<<phaseShift|since) {
 			continue
 		}
-		if connPhase(d.st>>phaseShift) == phaseWriting {
-			d.e.c.SetWriteDeadline(pastDeadline)
-		} else {
-			d.e.c.SetReadDeadline(pastDeadline)
+		p := connPhase(d.st >> phaseShift)
+		switch {
+		case d.e.lc.Load() != nil:
+			d.e.lc.Load().expire(p)
+		case p == phaseWriting:
+			d.c.SetWriteDeadline(pastDeadline)
+		default:
+			d.c.SetReadDeadline(pastDeadline)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/peerassist/edgebox/edge/rawsock"
 	"github.com/peerassist/edgebox/peerassist/signal"
 	"github.com/peerassist/edgebox/region"
 )
@@ -92,11 +93,11 @@ func (c *conn) write(b []byte) {
 
 func (c *conn) writeLocked(b []byte) {
 	if c.p != nil && len(c.out) == 0 {
-		n, err := sendNoSignal(c.fd, b)
+		n, err := rawsock.Send(c.fd, b)
 		if n == len(b) {
 			return
 		}
-		if err != nil && !isTemporary(err) {
+		if err != nil && !rawsock.IsTemporary(err) {
 			c.shutdownLocked()
 			return
 		}
@@ -107,7 +108,7 @@ func (c *conn) writeLocked(b []byte) {
 
 // writeFrames sends several complete frames with one system call (epoll
 // mode), queueing what the socket does not take. ss is the caller's.
-func (c *conn) writeFrames(frames [][]byte, ss *sendScratch) {
+func (c *conn) writeFrames(frames [][]byte, ss *rawsock.Scratch) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.state != stateOpen {
@@ -122,8 +123,8 @@ func (c *conn) writeFrames(frames [][]byte, ss *sendScratch) {
 		}
 		return
 	}
-	n, err := ss.sendBuffers(c.fd, frames)
-	if err != nil && !isTemporary(err) {
+	n, err := ss.SendBuffers(c.fd, frames)
+	if err != nil && !rawsock.IsTemporary(err) {
 		c.shutdownLocked()
 		return
 	}
@@ -174,12 +175,12 @@ func (c *conn) flush() {
 		return
 	}
 	for len(c.out) > 0 {
-		n, err := sendNoSignal(c.fd, c.out)
+		n, err := rawsock.Send(c.fd, c.out)
 		if n > 0 {
 			c.out = c.out[n:]
 			continue
 		}
-		if err != nil && !isTemporary(err) {
+		if err != nil && !rawsock.IsTemporary(err) {
 			c.shutdownLocked()
 			return
 		}
@@ -210,7 +211,7 @@ func (c *conn) kill(code int, reason string, graceful bool) {
 	frame := appendFrame(make([]byte, 0, 4+2+len(reason)), opClose, closePayload(code, reason))
 	if c.p != nil {
 		if len(c.out) == 0 {
-			n, _ := sendNoSignal(c.fd, frame)
+			n, _ := rawsock.Send(c.fd, frame)
 			frame = frame[max(n, 0):]
 		}
 		if !graceful {

@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/peerassist/edgebox/edge/rawsock"
 	"github.com/peerassist/edgebox/peerassist/signal"
 	"github.com/peerassist/edgebox/region"
 )
@@ -31,7 +32,7 @@ type handlerCtx struct {
 	free   [][]byte // chunks to reuse
 	sends  []pendingSend
 	seq    int32
-	ss     sendScratch
+	ss     rawsock.Scratch
 	// flush's grouping of sends by socket.
 	groups map[uint64]group
 	next   []int32

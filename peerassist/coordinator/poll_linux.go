@@ -6,12 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"runtime"
 	"sync"
-	"syscall"
-	"unsafe"
 
+	"github.com/peerassist/edgebox/edge/rawsock"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,9 +112,9 @@ func (p *poller) run() {
 	events := make([]unix.EpollEvent, maxEvents)
 	for {
 		// Under load sockets are always ready: ask without blocking first,
-		// as a raw system call (see rawRead), and block only when nothing
+		// as a raw system call (package rawsock), and block only when nothing
 		// is.
-		n, err := epollWaitNow(p.epfd, events)
+		n, err := rawsock.EpollWaitNow(p.epfd, events)
 		if n == 0 && err == nil {
 			n, err = unix.EpollWait(p.epfd, events, -1)
 		}
@@ -160,7 +158,7 @@ func (p *poller) run() {
 // not starve the others (epoll is level-triggered and comes back).
 func (p *poller) readable(c *conn) {
 	for range 4 {
-		n, err := rawRead(c.fd, p.buf)
+		n, err := rawsock.Read(c.fd, p.buf)
 		switch {
 		case n > 0:
 			if !c.onBytes(p.h, p.buf[:n]) {
@@ -181,129 +179,6 @@ func (p *poller) readable(c *conn) {
 			return
 		}
 	}
-}
-
-// dupFD returns a non-blocking duplicate of a TCP connection's socket, so
-// the connection can be closed (fasthttp closes hijacked connections when
-// the hijack handler returns unless KeepHijackedConns is set) while the
-// socket lives on in our epoll loop.
-func dupFD(nc net.Conn) (int, error) {
-	raw := nc
-	if u, ok := nc.(interface{ UnsafeConn() net.Conn }); ok {
-		raw = u.UnsafeConn()
-	}
-	tc, ok := raw.(*net.TCPConn)
-	if !ok {
-		return -1, fmt.Errorf("not a TCP connection (%T)", raw)
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) {
-		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, derr
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-// The signaling sockets are non-blocking, so their reads and sends return
-// at once: they are made as raw system calls, which skip the runtime's
-// entersyscall/exitsyscall. Besides their own cost, those let sysmon take
-// the P of a loop whose send happens to span two of its ticks (both Ps
-// busy), hand it to another thread and keep waking every 20 µs: about a
-// tenth of the coordinator's CPU under load. epoll_wait, which blocks,
-// still goes through the runtime when it has to wait.
-
-// rawRead is read(2) on a non-blocking socket.
-func rawRead(fd int, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	r, _, e := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
-
-// epollWaitNow is epoll_wait(2) with a zero timeout.
-func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
-	r, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
-		uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-// sendScratch holds the iovec array of one writer, so that a vectored send
-// allocates nothing. Its zero value is ready; it is not safe for
-// concurrent use.
-type sendScratch struct {
-	iov []unix.Iovec
-	msg unix.Msghdr
-}
-
-// sendBuffers sends bufs with one sendmsg(2) (at most IOV_MAX of them).
-func (s *sendScratch) sendBuffers(fd int, bufs [][]byte) (int, error) {
-	s.iov = s.iov[:0]
-	for _, b := range bufs {
-		if len(b) > 0 {
-			v := unix.Iovec{Base: &b[0]}
-			v.SetLen(len(b))
-			s.iov = append(s.iov, v)
-		}
-	}
-	if len(s.iov) == 0 {
-		return 0, nil
-	}
-	s.msg = unix.Msghdr{Iov: &s.iov[0]}
-	s.msg.SetIovlen(len(s.iov))
-	for {
-		r, _, e := syscall.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&s.msg)),
-			unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-		if e == unix.EINTR {
-			continue
-		}
-		clear(s.iov) // drop the references to the frames
-		if e != 0 {
-			return -1, e
-		}
-		return int(r), nil
-	}
-}
-
-// sendNoSignal sends b with one send(2), without SIGPIPE.
-func sendNoSignal(fd int, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	for {
-		r, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
-			unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return -1, e
-		}
-		return int(r), nil
-	}
-}
-
-func isTemporary(err error) bool {
-	return errors.Is(err, unix.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
 }
 
 func shutdownWrite(fd int) { _ = unix.Shutdown(fd, unix.SHUT_WR) }

@@ -2,10 +2,7 @@
 
 package coordinator
 
-import (
-	"errors"
-	"net"
-)
+import "errors"
 
 var errNoEpoll = errors.New("coordinator: epoll unavailable")
 
@@ -20,14 +17,6 @@ func (p *poller) add(*conn) error                  { return errNoEpoll }
 func (p *poller) remove(*conn)                     {}
 func (p *poller) watchWrite(*conn, bool)           {}
 
-func dupFD(net.Conn) (int, error)           { return -1, errNoEpoll }
-func sendNoSignal(int, []byte) (int, error) { return 0, errNoEpoll }
-func isTemporary(error) bool                { return false }
-func shutdownWrite(int)                     {}
-func shutdownBoth(int)                      {}
-func closeFD(int)                           {}
-
-// sendScratch is the vectored sends' scratch space on Linux.
-type sendScratch struct{}
-
-func (*sendScratch) sendBuffers(int, [][]byte) (int, error) { return 0, errNoEpoll }
+func shutdownWrite(int) {}
+func shutdownBoth(int)  {}
+func closeFD(int)       {}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/peerassist/edgebox/edge/rawsock"
 	"github.com/peerassist/edgebox/region"
 )
 
@@ -127,7 +128,7 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 	// Choose the mode before the connection is published (registering it
 	// under co.mu makes these fields visible to other goroutines).
 	if !co.noEpoll && len(co.pollers) > 0 {
-		if fd, err := dupFD(nc); err == nil {
+		if fd, err := rawsock.Dup(nc); err == nil {
 			// The socket now lives on as fd; fasthttp's connection (or our
 			// reference to it) goes away.
 			nc.Close()
@@ -181,7 +182,7 @@ func (co *Coordinator) attach(nc net.Conn, ip netip.Addr, loc region.Locality, o
 		co.tel.reject(reasonTooManyConns)
 		frame := appendFrame(nil, opClose, closePayload(code, refused))
 		if c.p != nil {
-			_, _ = sendNoSignal(c.fd, frame)
+			_, _ = rawsock.Send(c.fd, frame)
 			closeFD(c.fd)
 		} else {
 			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))

@@ -1,0 +1,781 @@
+//go:build linux
+
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
+
+	"github.com/peerassist/edgebox/edge/rawsock"
+)
+
+// Event loops (event_loops in the configuration).
+//
+// fasthttp serves each connection on a goroutine of its own: every
+// keep-alive request parks the goroutine in the runtime's poller and wakes
+// it, reads until EAGAIN, and makes its reads and writes through the
+// runtime's system-call bookkeeping, which keeps sysmon waking every 20 µs
+// to retake Ps from threads in long writes. For cache hits that is most of
+// what the edge spends besides the kernel's own work (edge/bench/README.md).
+//
+// An event loop serves many connections from one goroutine instead, as
+// nginx's workers do: one epoll set (level-triggered), raw non-blocking
+// reads and sends (package rawsock), one read per request. Requests are
+// parsed with fasthttp's request header parser into a RequestCtx and run
+// through the same handler (serveInline): whatever the loop can answer
+// without waiting (a hit in the memory tier, a 304, a refusal) it answers
+// at once, the response header serialized by fasthttp and the body sent
+// from the store's chunk buffers with one sendmsg. A request that would
+// wait (a miss, a revalidation, a pass, a body on disk, a route) goes to a
+// goroutine of its own (resume), which writes its response through the
+// runtime's poller as fasthttp would, and then gives the connection back
+// to its loop. Requests the loop does not parse itself (with a body, an
+// Upgrade, HTTP/1.0, Expect) move the connection to fasthttp for good.
+//
+// Timeouts are the sweeper's (timeouts.go): a connection's phase is kept
+// in its connEntry as for fasthttp's connections, and an expired one is
+// answered or closed by its loop.
+
+// loopsSupported: this platform has event loops.
+const loopsSupported = true
+
+// loopSet is the server's event loops.
+type loopSet struct {
+	s     *Server
+	loops []*evLoop
+	next  atomic.Uint32
+	// running counts the loops' goroutines, away the requests served on
+	// goroutines of their own.
+	running sync.WaitGroup
+	away    sync.WaitGroup
+}
+
+// loopOp is work posted to a loop from another goroutine.
+type loopOp struct {
+	c     *lconn
+	kind  int
+	phase connPhase // opExpire: the phase that overstayed
+}
+
+const (
+	opAdd    = iota // a new connection
+	opResume        // back from a goroutine: serve what it has buffered, watch it again
+	opClose         // back from a goroutine, to be closed
+	opExpire        // timed out (sweeper)
+	opStop          // Shutdown
+)
+
+// evLoop is one event loop: its epoll set, its connections and the
+// scratch its requests are parsed and answered with. Everything but mu's
+// queue belongs to the loop's goroutine.
+type evLoop struct {
+	ls   *loopSet
+	s    *Server
+	epfd int
+	efd  int // eventfd: posted work is waiting
+
+	mu    sync.Mutex
+	queue []loopOp
+
+	conns    map[int32]*lconn
+	awayN    int // connections of this loop served on goroutines
+	stopping bool
+	rbuf     []byte
+	ctx      *fasthttp.RequestCtx
+	src      bytes.Reader
+	br       *bufio.Reader
+	bw       *bufio.Writer // over vw: serializes body streams
+	vw       outWriter
+	send     rawsock.Scratch
+}
+
+// lconn is one client connection of a loop.
+type lconn struct {
+	loop *evLoop
+	fd   int
+	// key is the accepted connection, closed once its socket was
+	// duplicated into fd: the connTracker's key, and the ctx's Conn for
+	// requests answered on the loop (addresses only).
+	key net.Conn
+	e   *connEntry
+
+	in      []byte   // received, not yet parsed
+	out     [][]byte // to send; parts alias the store's chunks or hdr
+	hdr     []byte   // response header (and small bodies) being sent
+	watchW  bool     // EPOLLOUT armed: out waits for room
+	closing bool     // close once out is sent
+	// lastCopied: out's last part is the end of hdr (outWriter).
+	lastCopied bool
+
+	// away: a goroutine serves a request (the loop does not watch fd);
+	// nc is its connection to the socket, for the write timeout.
+	away atomic.Bool
+	nc   atomic.Pointer[net.TCPConn]
+}
+
+// loopReadBytes is the size of each loop's read buffer.
+const loopReadBytes = 64 << 10
+
+// loopRefBytes: a body part at least this long is sent from where it is
+// (a chunk of the store); a shorter one is copied after the header.
+const loopRefBytes = 16 << 10
+
+func newLoopSet(s *Server, n int) (*loopSet, error) {
+	ls := &loopSet{s: s}
+	for range n {
+		l, err := newEvLoop(ls)
+		if err != nil {
+			for _, l := range ls.loops {
+				unix.Close(l.efd)
+				unix.Close(l.epfd)
+			}
+			return nil, err
+		}
+		ls.loops = append(ls.loops, l)
+	}
+	for _, l := range ls.loops {
+		ls.running.Add(1)
+		go l.run()
+	}
+	return ls, nil
+}
+
+func newEvLoop(ls *loopSet) (*evLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		unix.Close(efd)
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	l := &evLoop{ls: ls, s: ls.s, epfd: epfd, efd: efd, conns: map[int32]*lconn{},
+		rbuf: make([]byte, loopReadBytes), ctx: new(fasthttp.RequestCtx)}
+	l.br = bufio.NewReaderSize(&l.src, 4096)
+	l.bw = bufio.NewWriterSize(&l.vw, 4096)
+	return l, nil
+}
+
+// add gives c, registered in the tracker as e, to a loop. It returns
+// false, c untouched, when c's socket cannot be taken (not TCP).
+func (ls *loopSet) add(c net.Conn, e *connEntry) bool {
+	fd, err := rawsock.Dup(c)
+	if err != nil {
+		return false
+	}
+	// The duplicate keeps the socket open: closing c only takes it out
+	// of the runtime's poller.
+	c.Close()
+	l := ls.loops[int(ls.next.Add(1))%len(ls.loops)]
+	lc := &lconn{loop: l, fd: fd, key: c, e: e}
+	e.lc.Store(lc)
+	l.post(loopOp{c: lc, kind: opAdd})
+	return true
+}
+
+// stop makes the loops close their idle connections and end once the
+// rest have closed; it returns when they have, or when ctx ends.
+func (ls *loopSet) stop(ctx context.Context) error {
+	for _, l := range ls.loops {
+		l.post(loopOp{kind: opStop})
+	}
+	done := make(chan struct{})
+	go func() {
+		ls.away.Wait()
+		ls.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// post queues op for the loop and wakes it.
+func (l *evLoop) post(op loopOp) {
+	l.mu.Lock()
+	l.queue = append(l.queue, op)
+	l.mu.Unlock()
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(l.efd, one[:])
+}
+
+func (l *evLoop) run() {
+	defer l.ls.running.Done()
+	defer func() {
+		unix.Close(l.efd)
+		unix.Close(l.epfd)
+	}()
+	events := make([]unix.EpollEvent, 256)
+	var ops []loopOp
+	for {
+		if l.stopping && len(l.conns) == 0 && l.awayN == 0 {
+			return
+		}
+		// Under load sockets are always ready: ask without blocking first,
+		// as a raw system call, and block only when nothing is.
+		n, err := rawsock.EpollWaitNow(l.epfd, events)
+		if n == 0 && err == nil {
+			n, err = unix.EpollWait(l.epfd, events, -1)
+		}
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			// Not expected with valid descriptors; end every connection
+			// rather than spin.
+			l.s.log.Error("edge: epoll_wait failed; event loop stops", "error", err)
+			for _, c := range l.conns {
+				l.close(c)
+			}
+			return
+		}
+		for i := range n {
+			ev := &events[i]
+			if int(ev.Fd) == l.efd {
+				var b [8]byte
+				_, _ = unix.Read(l.efd, b[:])
+				l.mu.Lock()
+				ops, l.queue = l.queue, ops[:0]
+				l.mu.Unlock()
+				for _, op := range ops {
+					l.do(op)
+				}
+				clear(ops)
+				continue
+			}
+			c := l.conns[ev.Fd]
+			if c == nil {
+				continue
+			}
+			if ev.Events&unix.EPOLLOUT != 0 {
+				l.flush(c)
+				if l.conns[ev.Fd] != c {
+					continue // closed
+				}
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 && !c.watchW {
+				l.readable(c)
+			}
+		}
+		// Let the runtime's other goroutines (fills, the sweeper,
+		// requests on goroutines) run on this P between batches.
+		runtime.Gosched()
+	}
+}
+
+// do carries out work posted to the loop.
+func (l *evLoop) do(op loopOp) {
+	c := op.c
+	switch op.kind {
+	case opAdd:
+		if l.stopping {
+			l.closeFD(c)
+			return
+		}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}); err != nil {
+			l.s.log.Warn("edge: epoll_ctl add", "error", err)
+			l.closeFD(c)
+			return
+		}
+		l.conns[int32(c.fd)] = c
+	case opResume:
+		l.awayN--
+		if l.stopping {
+			l.closeFD(c)
+			return
+		}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}); err != nil {
+			l.closeFD(c)
+			return
+		}
+		l.conns[int32(c.fd)] = c
+		l.s.markPhase(c.e, phaseIdle)
+		if len(c.in) > 0 {
+			// Requests that came with the one served away.
+			l.process(c, c.in)
+		}
+	case opClose:
+		l.awayN--
+		l.closeFD(c)
+	case opExpire:
+		if l.conns[int32(c.fd)] != c || c.away.Load() {
+			return // closed, or its request is being served
+		}
+		if connPhase(c.e.state.Load()>>phaseShift) != phaseExpired {
+			return // it moved on in time
+		}
+		switch op.phase {
+		case phaseNew, phaseReading:
+			// As fasthttp does when its read deadline passes: 408.
+			l.answerUnreadable(c, errReadTimeout)
+		default:
+			l.close(c)
+		}
+	case opStop:
+		l.stopping = true
+		for _, c := range l.conns {
+			if len(c.out) == 0 && len(c.in) == 0 {
+				l.close(c)
+			} else {
+				c.closing = true
+			}
+		}
+	}
+}
+
+// errReadTimeout is the read timeout of a request on a loop.
+var errReadTimeout = os.ErrDeadlineExceeded
+
+// readable reads what c has and serves the requests complete in it.
+func (l *evLoop) readable(c *lconn) {
+	n, err := rawsock.Read(c.fd, l.rbuf)
+	switch {
+	case n > 0:
+	case n == 0 && err == nil:
+		l.close(c) // EOF
+		return
+	case rawsock.IsTemporary(err), errors.Is(err, unix.EINTR):
+		return
+	default:
+		l.close(c)
+		return
+	}
+	data := l.rbuf[:n]
+	if len(c.in) > 0 {
+		c.in = append(c.in, data...)
+		data = c.in
+	}
+	l.process(c, data)
+}
+
+// process serves the complete requests at the start of data and keeps the
+// rest in c.in. data is l.rbuf or c.in.
+func (l *evLoop) process(c *lconn, data []byte) {
+	maxHeader := int(c.e.gen.limits.MaxHeaderBytes)
+	for len(data) > 0 {
+		if c.away.Load() || c.closing || len(c.out) > 0 {
+			break // the rest waits for the connection to be free
+		}
+		end := headerEnd(data)
+		if end < 0 {
+			if len(data) > maxHeader {
+				l.answerUnreadable(c, &fasthttp.ErrSmallBuffer{})
+				return
+			}
+			if st := c.e.state.Load(); connPhase(st>>phaseShift) != phaseReading {
+				l.s.markPhase(c.e, phaseReading) // the request's first bytes
+			}
+			break
+		}
+		if end > maxHeader {
+			l.answerUnreadable(c, &fasthttp.ErrSmallBuffer{})
+			return
+		}
+		ctx := l.ctx
+		ctx.Request.Reset()
+		ctx.Response.Reset()
+		if l.br.Size() < end {
+			l.br = bufio.NewReaderSize(&l.src, end)
+		}
+		l.src.Reset(data[:end])
+		l.br.Reset(&l.src)
+		if err := ctx.Request.Header.Read(l.br); err != nil {
+			l.answerUnreadable(c, err)
+			return
+		}
+		h := &ctx.Request.Header
+		// ContentLength: -2 means neither Content-Length nor
+		// Transfer-Encoding (no body), -1 chunked.
+		if cl := h.ContentLength(); cl > 0 || cl == -1 || !h.IsHTTP11() || h.ConnectionUpgrade() {
+			// A body to read, a protocol switch (signaling WebSocket),
+			// HTTP/1.0's keep-alive rules: fasthttp's, for the rest of
+			// the connection.
+			l.handOff(c, data)
+			return
+		}
+		data = data[end:]
+		ctx.Init2(c.key, fastLogger{l.s.log}, false)
+		ctx.Response.Header.SetNoDefaultContentType(true)
+		if x := l.s.serveInline(ctx); x != nil {
+			l.sendAway(c, x, data)
+			return
+		}
+		l.respond(c, ctx)
+		if c.fd < 0 {
+			return // closed
+		}
+	}
+	if len(data) == 0 {
+		c.in = c.in[:0]
+		return
+	}
+	if len(c.in) == 0 || &data[0] != &c.in[0] {
+		c.in = append(c.in[:0], data...) // copy (may overlap c.in: append moves forward)
+	}
+}
+
+// headerEnd returns the length of the header block at the start of b (up
+// to and including the empty line; fasthttp accepts bare LF line ends), or
+// -1 if it is not complete.
+func headerEnd(b []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+		if i < len(b) && b[i] == '\n' {
+			return i + 1
+		}
+		if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
+			return i + 2
+		}
+	}
+}
+
+// respond sends the response the handler left in ctx (on the loop).
+func (l *evLoop) respond(c *lconn, ctx *fasthttp.RequestCtx) {
+	resp := &ctx.Response
+	if ctx.IsHead() {
+		resp.SkipBody = true
+	}
+	if ctx.Request.Header.ConnectionClose() || resp.Header.ConnectionClose() || l.stopping {
+		resp.Header.SetConnectionClose()
+		c.closing = true
+	}
+	c.hdr = c.hdr[:0]
+	c.out = c.out[:0]
+	if resp.IsBodyStream() {
+		// A range of chunks (serveStored's bodyStream): fasthttp writes
+		// the header and the stream (which ends the exchange) into vw,
+		// which keeps the chunks where they are.
+		l.vw.c = c
+		c.lastCopied = false
+		l.bw.Reset(&l.vw)
+		err := resp.Write(l.bw)
+		if err == nil {
+			err = l.bw.Flush()
+		}
+		l.vw.c = nil
+		if err != nil {
+			l.s.log.Warn("edge: writing a response", "error", err)
+			resp.Reset()
+			l.close(c)
+			return
+		}
+	} else {
+		body := resp.Body()
+		send := !resp.SkipBody && !bodyless(resp.StatusCode())
+		if send || len(body) > 0 {
+			resp.Header.SetContentLength(len(body))
+		}
+		c.hdr = resp.Header.AppendBytes(c.hdr)
+		switch {
+		case !send || len(body) == 0:
+		case len(body) < loopRefBytes:
+			c.hdr = append(c.hdr, body...)
+		default:
+			// A body this long on the loop is a store chunk (serveStored):
+			// never reused, so it may be sent from where it is.
+			c.out = append(c.out, nil, body)
+		}
+		if len(c.out) == 0 {
+			c.out = append(c.out, nil)
+		}
+		c.out[0] = c.hdr
+	}
+	resp.Reset()
+	l.flush(c)
+}
+
+// bodyless reports whether a response with status has no body (RFC 9110
+// 6.4.1).
+func bodyless(status int) bool {
+	return status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified
+}
+
+// outWriter collects what fasthttp writes of a response into the
+// connection's output: long parts (chunks of the store) by reference,
+// short ones (the header, bufio's flushes) copied to the end of c.hdr.
+type outWriter struct{ c *lconn }
+
+func (w *outWriter) Write(p []byte) (int, error) {
+	c := w.c
+	if len(p) >= loopRefBytes {
+		c.out = append(c.out, p)
+		c.lastCopied = false
+		return len(p), nil
+	}
+	start := len(c.hdr)
+	c.hdr = append(c.hdr, p...)
+	if c.lastCopied {
+		// Extends the copied part at the end. Earlier parts keep the
+		// array they were copied to, should append have moved c.hdr.
+		n := len(c.out) - 1
+		c.out[n] = c.hdr[len(c.hdr)-len(c.out[n])-len(p):]
+	} else {
+		c.out = append(c.out, c.hdr[start:])
+		c.lastCopied = true
+	}
+	return len(p), nil
+}
+
+// flush sends c's output, as much as the socket takes; the rest waits for
+// EPOLLOUT, with reading paused.
+func (l *evLoop) flush(c *lconn) {
+	for len(c.out) > 0 {
+		n, err := l.send.SendBuffers(c.fd, c.out)
+		if err != nil {
+			if rawsock.IsTemporary(err) {
+				if !c.watchW {
+					c.watchW = true
+					l.s.markPhase(c.e, phaseWriting)
+					_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(c.fd)})
+				}
+				return
+			}
+			l.close(c)
+			return
+		}
+		for n > 0 && len(c.out) > 0 {
+			if n < len(c.out[0]) {
+				c.out[0] = c.out[0][n:]
+				break
+			}
+			n -= len(c.out[0])
+			c.out[0] = nil
+			c.out = c.out[1:]
+		}
+		for len(c.out) > 0 && len(c.out[0]) == 0 {
+			c.out = c.out[1:]
+		}
+	}
+	c.out = c.out[:0:cap(c.out)]
+	clear(c.out[:cap(c.out)]) // drop the references to chunks
+	if c.closing {
+		l.close(c)
+		return
+	}
+	if c.watchW {
+		c.watchW = false
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)})
+		l.s.markPhase(c.e, phaseIdle)
+		if len(c.in) > 0 {
+			l.process(c, c.in) // pipelined requests that waited
+		}
+		return
+	}
+	l.s.markPhase(c.e, phaseIdle)
+}
+
+// answerUnreadable answers a request that cannot be read (400, 408, 431)
+// as handleParseError does for fasthttp, then closes c.
+func (l *evLoop) answerUnreadable(c *lconn, err error) {
+	ctx := l.ctx
+	ctx.Request.Reset()
+	ctx.Response.Reset()
+	ctx.Init2(c.key, fastLogger{l.s.log}, false)
+	ctx.Response.Header.SetNoDefaultContentType(true)
+	l.s.handleParseError(ctx, err)
+	c.in = c.in[:0]
+	c.closing = true
+	l.respond(c, ctx)
+}
+
+// sendAway hands the request in l.ctx, its exchange x, to a goroutine;
+// rest is what c sent after it.
+func (l *evLoop) sendAway(c *lconn, x *exchange, rest []byte) {
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	delete(l.conns, int32(c.fd))
+	if len(rest) > 0 {
+		c.in = append(c.in[:0], rest...)
+	} else {
+		c.in = c.in[:0]
+	}
+	c.away.Store(true)
+	l.awayN++
+	ctx := l.ctx
+	l.ctx = ctxPool.Get().(*fasthttp.RequestCtx)
+	l.s.markPhase(c.e, phaseHandling)
+	l.ls.away.Add(1)
+	go l.serveAway(c, ctx, x)
+}
+
+var ctxPool = sync.Pool{New: func() any { return new(fasthttp.RequestCtx) }}
+
+// serveAway serves one request of c on its own goroutine, where it may
+// wait, and writes its response through the runtime's poller (as fasthttp
+// does, body streams and sendfile included); then c goes back to its loop.
+func (l *evLoop) serveAway(c *lconn, ctx *fasthttp.RequestCtx, x *exchange) {
+	defer l.ls.away.Done()
+	closeAfter := true
+	defer func() {
+		ctx.Request.Reset()
+		ctx.Response.Reset()
+		ctxPool.Put(ctx)
+		c.away.Store(false)
+		if closeAfter {
+			l.post(loopOp{c: c, kind: opClose})
+		} else {
+			l.post(loopOp{c: c, kind: opResume})
+		}
+	}()
+	nc, err := fileConn(c.fd)
+	if err != nil {
+		l.s.log.Warn("edge: serving a request off the event loop", "error", err)
+		x.cs = cacheStatus{detail: "internal-error", label: labelError}
+		x.writeError(fasthttp.StatusInternalServerError, "edge: internal error")
+		x.finish(-1)
+		return
+	}
+	defer nc.Close()
+	// The ctx's Conn is now the socket itself: fileBody sends to it.
+	ctx.Init2(nc, fastLogger{l.s.log}, false)
+	c.nc.Store(nc)
+	defer c.nc.Store(nil)
+	l.s.resume(x)
+	if ctx.Hijacked() {
+		// Routes hijack only upgrades, which the loop hands to fasthttp.
+		l.s.log.Error("edge: a request served off the event loop hijacked its connection")
+		return
+	}
+	l.s.markPhase(c.e, phaseWriting)
+	resp := &ctx.Response
+	if ctx.IsHead() {
+		resp.SkipBody = true
+	}
+	if ctx.Request.Header.ConnectionClose() || resp.Header.ConnectionClose() || l.s.isShutdown() {
+		resp.Header.SetConnectionClose()
+	}
+	bw := awayWriters.Get().(*bufio.Writer)
+	bw.Reset(nc)
+	err = resp.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	awayWriters.Put(bw)
+	if err != nil || resp.Header.ConnectionClose() {
+		return
+	}
+	if c.e.state.Load()>>phaseShift == int64(phaseExpired) {
+		return // the write overstayed write_timeout
+	}
+	closeAfter = false
+}
+
+var awayWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+// fileConn returns a connection on a duplicate of fd, through the
+// runtime's poller.
+func fileConn(fd int) (*net.TCPConn, error) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(dup), "")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		nc.Close()
+		return nil, errors.New("edge: client socket is not TCP")
+	}
+	return tc, nil
+}
+
+// handOff moves c, with data (the request that decided it and what
+// followed) to be read first, to fasthttp for the rest of its life.
+func (l *evLoop) handOff(c *lconn, data []byte) {
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	delete(l.conns, int32(c.fd))
+	nc, err := fileConn(c.fd)
+	unix.Close(c.fd)
+	if err != nil {
+		l.s.log.Warn("edge: handing a connection to fasthttp", "error", err)
+		l.s.conns.release(c.key)
+		return
+	}
+	rc := &replayConn{TCPConn: nc, pending: append([]byte(nil), data...)}
+	c.in = nil
+	if !l.s.deliver(c.key, rc) {
+		rc.Close()
+	}
+}
+
+// replayConn is a connection whose first bytes were read already.
+type replayConn struct {
+	*net.TCPConn
+	pending []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.TCPConn.Read(p)
+}
+
+// UnsafeConn is the socket under r (rawsock.Dup: the coordinator takes
+// upgraded connections into its own loop, once the request is read).
+func (r *replayConn) UnsafeConn() net.Conn { return r.TCPConn }
+
+// close ends c: out of the tracker, then the socket closes.
+func (l *evLoop) close(c *lconn) {
+	if l.conns[int32(c.fd)] == c {
+		delete(l.conns, int32(c.fd))
+	}
+	l.closeFD(c)
+}
+
+func (l *evLoop) closeFD(c *lconn) {
+	// Released first: the tracker may shut the socket down (closeAll)
+	// only while it knows it, so never a number reused since.
+	l.s.conns.release(c.key)
+	unix.Close(c.fd)
+	c.fd = -1
+	c.in, c.out, c.hdr = nil, nil, nil
+}
+
+// shutdownSocket cuts c's socket (Shutdown out of time); its loop then
+// sees the error and closes it.
+func (c *lconn) shutdownSocket() { _ = unix.Shutdown(c.fd, unix.SHUT_RDWR) }
+
+// expire acts on a connection the sweeper found past its phase's
+// timeout: a write on a goroutine gets a past deadline, anything else is
+// the loop's to answer or close.
+func (c *lconn) expire(p connPhase) {
+	if p == phaseWriting {
+		if nc := c.nc.Load(); nc != nil {
+			nc.SetWriteDeadline(pastDeadline)
+			return
+		}
+	}
+	c.loop.post(loopOp{c: c, kind: opExpire, phase: p})
+}
