@@ -435,25 +435,6 @@ func (l *evLoop) process(c *lconn, data []byte) {
 	}
 }
 
-// headerEnd returns the length of the header block at the start of b (up
-// to and including the empty line; fasthttp accepts bare LF line ends), or
-// -1 if it is not complete.
-func headerEnd(b []byte) int {
-	for i := 0; ; {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			return -1
-		}
-		i += j + 1
-		if i < len(b) && b[i] == '\n' {
-			return i + 1
-		}
-		if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
-			return i + 2
-		}
-	}
-}
-
 // respond sends the response the handler left in ctx (on the loop).
 func (l *evLoop) respond(c *lconn, ctx *fasthttp.RequestCtx) {
 	resp := &ctx.Response
@@ -507,12 +488,6 @@ func (l *evLoop) respond(c *lconn, ctx *fasthttp.RequestCtx) {
 	}
 	resp.Reset()
 	l.flush(c)
-}
-
-// bodyless reports whether a response with status has no body (RFC 9110
-// 6.4.1).
-func bodyless(status int) bool {
-	return status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified
 }
 
 // outWriter collects what fasthttp writes of a response into the
