@@ -112,6 +112,7 @@ type lconn struct {
 
 	in      []byte   // received, not yet parsed
 	out     [][]byte // to send; parts alias the store's chunks or hdr
+	sent    int      // out's parts sent whole
 	hdr     []byte   // response header (and small bodies) being sent
 	watchW  bool     // EPOLLOUT armed: out waits for room
 	closing bool     // close once out is sent
@@ -519,8 +520,8 @@ func (w *outWriter) Write(p []byte) (int, error) {
 // flush sends c's output, as much as the socket takes; the rest waits for
 // EPOLLOUT, with reading paused.
 func (l *evLoop) flush(c *lconn) {
-	for len(c.out) > 0 {
-		n, err := l.send.SendBuffers(c.fd, c.out)
+	for c.sent < len(c.out) {
+		n, err := l.send.SendBuffers(c.fd, c.out[c.sent:])
 		if err != nil {
 			if rawsock.IsTemporary(err) {
 				if !c.watchW {
@@ -533,21 +534,20 @@ func (l *evLoop) flush(c *lconn) {
 			l.close(c)
 			return
 		}
-		for n > 0 && len(c.out) > 0 {
-			if n < len(c.out[0]) {
-				c.out[0] = c.out[0][n:]
+		for n > 0 && c.sent < len(c.out) {
+			if p := c.out[c.sent]; n < len(p) {
+				c.out[c.sent] = p[n:]
 				break
 			}
-			n -= len(c.out[0])
-			c.out[0] = nil
-			c.out = c.out[1:]
+			n -= len(c.out[c.sent])
+			c.sent++
 		}
-		for len(c.out) > 0 && len(c.out[0]) == 0 {
-			c.out = c.out[1:]
+		for c.sent < len(c.out) && len(c.out[c.sent]) == 0 {
+			c.sent++
 		}
 	}
-	c.out = c.out[:0:cap(c.out)]
-	clear(c.out[:cap(c.out)]) // drop the references to chunks
+	clear(c.out) // drop the references to chunks
+	c.out, c.sent = c.out[:0], 0
 	if c.closing {
 		l.close(c)
 		return

@@ -475,9 +475,14 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 		}
 	}
 
-	// On an event loop, only a body all in the memory tier is read here
-	// (serveInline); anything else would wait for the disk.
-	if x.noBlock && !x.head && n != 0 && (size < 0 || !s.store.Resident(info.ID, info.Version, off, n)) {
+	// A body all in the memory tier is written from memory. On an event
+	// loop nothing else is (it would wait for the disk: serveInline);
+	// otherwise a long range on disk is sent with sendfile.
+	resident := true
+	if !x.head && n != 0 && (x.noBlock || (n >= sendfileMinBytes && info.Complete)) {
+		resident = size >= 0 && s.store.Resident(info.ID, info.Version, off, n)
+	}
+	if x.noBlock && !resident {
 		x.wait()
 		return errRetry
 	}
@@ -487,7 +492,7 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 		reader cache.Reader
 		file   *fileBody
 	)
-	if !x.head && n >= sendfileMinBytes && info.Complete && !s.store.Resident(info.ID, info.Version, off, n) {
+	if !x.head && n >= sendfileMinBytes && info.Complete && !resident {
 		if rc := rawConn(x.ctx.Conn()); rc != nil {
 			f, err := s.store.OpenFile(s.baseCtx, info.ID, info.Version, off, n)
 			switch {
