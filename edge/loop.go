@@ -32,3 +32,21 @@ func headerEnd(b []byte) int {
 func bodyless(status int) bool {
 	return status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified
 }
+
+// hasUpgradeField reports whether a header block has an Upgrade field: a
+// protocol switch (the coordinator's WebSocket), left to fasthttp. One
+// pass over the block, cheaper than a Peek.
+func hasUpgradeField(block []byte) bool {
+	for i := bytes.IndexByte(block, '\n'); i >= 0; {
+		line := block[i+1:]
+		if len(line) >= 8 && line[0]|0x20 == 'u' && equalFoldASCII(line[:8], "upgrade:") {
+			return true
+		}
+		j := bytes.IndexByte(line, '\n')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
+}

@@ -408,7 +408,7 @@ func (l *evLoop) process(c *lconn, data []byte) {
 		h := &ctx.Request.Header
 		// ContentLength: -2 means neither Content-Length nor
 		// Transfer-Encoding (no body), -1 chunked.
-		if cl := h.ContentLength(); cl > 0 || cl == -1 || !h.IsHTTP11() || h.ConnectionUpgrade() {
+		if cl := h.ContentLength(); cl > 0 || cl == -1 || !h.IsHTTP11() || hasUpgradeField(data[:end]) {
 			// A body to read, a protocol switch (signaling WebSocket),
 			// HTTP/1.0's keep-alive rules: fasthttp's, for the rest of
 			// the connection.

@@ -251,3 +251,21 @@ func TestHeaderEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestHasUpgradeField(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nupgrade: h2c\r\n\r\n", true},
+		{"GET / HTTP/1.1\nUPGRADE:websocket\n\n", true},
+		{"GET /upgrade: HTTP/1.1\r\nX-Upgrade: 1\r\nUpgraded: no\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nUpgrad", false},
+	} {
+		if got := hasUpgradeField([]byte(c.in)); got != c.want {
+			t.Errorf("hasUpgradeField(%q) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

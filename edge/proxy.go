@@ -477,9 +477,19 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 
 	// A body all in the memory tier is written from memory. On an event
 	// loop nothing else is (it would wait for the disk: serveInline);
-	// otherwise a long range on disk is sent with sendfile.
+	// otherwise a long range on disk is sent with sendfile. A range within
+	// one chunk is read here if it is in memory (most hits: one lookup).
+	var raw []byte
+	cb := int64(info.ChunkBytes)
+	singleChunk := info.Complete && n > 0 && cb > 0 && off/cb == (off+n-1)/cb && !x.hasSess
+	if !x.head && singleChunk {
+		if chunk, ok := s.store.ResidentChunk(info.ID, info.Version, int(off/cb)); ok {
+			lo := off - (off/cb)*cb
+			raw = chunk[lo : lo+n]
+		}
+	}
 	resident := true
-	if !x.head && n != 0 && (x.noBlock || (n >= sendfileMinBytes && info.Complete)) {
+	if raw == nil && !x.head && n != 0 && (x.noBlock || (n >= sendfileMinBytes && info.Complete)) {
 		resident = size >= 0 && s.store.Resident(info.ID, info.Version, off, n)
 	}
 	if x.noBlock && !resident {
@@ -488,7 +498,6 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 	}
 	// Get the body first: if the version vanished, nothing is written yet.
 	var (
-		raw    []byte
 		reader cache.Reader
 		file   *fileBody
 	)
@@ -507,9 +516,8 @@ func (s *Server) serveStored(x *exchange, obj storedObj, following bool) error {
 			}
 		}
 	}
-	if !x.head && n != 0 && file == nil {
-		cb := int64(info.ChunkBytes)
-		if info.Complete && n > 0 && cb > 0 && off/cb == (off+n-1)/cb && !x.hasSess {
+	if !x.head && n != 0 && file == nil && raw == nil {
+		if singleChunk {
 			chunk, err := s.store.ReadChunk(s.baseCtx, info.ID, info.Version, int(off/cb))
 			if err != nil {
 				return s.storeReadError(info, err)

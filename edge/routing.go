@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerassist/edgebox/config"
@@ -17,6 +18,9 @@ type site struct {
 	stripPrefix bool
 	chunkBytes  int
 	cfg         config.Site
+	// hitCounters caches the telemetry counters of GET hits answered 200
+	// and 206 (telemetry.record).
+	hitCounters [2]atomic.Pointer[siteCounters]
 }
 
 // matchesPath reports whether path is under the site's prefix. A prefix

@@ -111,6 +111,8 @@ type Stats struct {
 //	// chunks verified, to send with sendfile(2) (File.SendTo) or read
 //	// (file.go); ErrNotOnDisk for a version kept in memory only.
 //	func (s *Store) OpenFile(ctx context.Context, id, version uint64, off, n int64) (*File, error)
+//	// ResidentChunk returns a chunk only if it is in the memory tier.
+//	func (s *Store) ResidentChunk(id, version uint64, index int) ([]byte, bool)
 //	// Resident reports whether a range's chunks are all in the memory tier.
 //	func (s *Store) Resident(id, version uint64, off, n int64) bool
 //	func (f *File) SendTo(dst syscall.RawConn) (int64, error)

@@ -365,3 +365,39 @@ func TestResident(t *testing.T) {
 		t.Errorf("Stats after Resident = %+v, want no reads counted", st)
 	}
 }
+
+func TestResidentChunk(t *testing.T) {
+	s := diskStore(t, t.TempDir(), Options{MemoryBytes: 2 * fileTestChunk})
+	defer s.Close()
+	// Four chunks; memory keeps the last two written.
+	body := content("k", 4*fileTestChunk)
+	info := fillObject(t, s, "k", body, true, fileTestChunk)
+	const c = fileTestChunk
+	tests := []struct {
+		name  string
+		ver   uint64
+		index int
+		want  bool
+	}{
+		{"chunk in memory", info.Version, 3, true},
+		{"other chunk in memory", info.Version, 2, true},
+		{"chunk on disk only", info.Version, 1, false},
+		{"past the end", info.Version, 4, false},
+		{"negative index", info.Version, -1, false},
+		{"unknown version", info.Version + 1, 3, false},
+	}
+	for _, tc := range tests {
+		got, ok := s.ResidentChunk(info.ID, tc.ver, tc.index)
+		if ok != tc.want {
+			t.Errorf("%s: ResidentChunk(%d) ok = %v, want %v", tc.name, tc.index, ok, tc.want)
+			continue
+		}
+		if ok && !bytes.Equal(got, body[tc.index*c:(tc.index+1)*c]) {
+			t.Errorf("%s: ResidentChunk(%d) returned other bytes", tc.name, tc.index)
+		}
+	}
+	// Served from memory: counted as memory hits; the disk was not read.
+	if st := s.Stats(); st.MemoryHits != 2 || st.DiskHits != 0 {
+		t.Errorf("Stats = %+v, want 2 memory hits and no disk read", st)
+	}
+}

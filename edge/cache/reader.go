@@ -245,6 +245,26 @@ func (r *reader) Close() error {
 	return nil
 }
 
+// ResidentChunk returns chunk index of a complete version if it is in the
+// memory tier (counted as a memory hit), without reading the disk: the
+// event loops' read of a hit (one lock where Resident and ReadChunk take
+// two). The store's own buffer, not to be modified.
+func (s *Store) ResidentChunk(id, version uint64, index int) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.versions[verKey{id, version}]
+	if s.closed || v == nil || v.dead.Load() || !v.complete || index < 0 || index >= len(v.sums) {
+		return nil, false
+	}
+	buf, ok := s.mem.Get(chunkKey{id, version, index})
+	if !ok {
+		return nil, false
+	}
+	s.touchLocked(v)
+	s.stats.MemoryHits++
+	return buf[:len(buf):len(buf)], true
+}
+
 // ReadChunk returns chunk index of a complete version, verified: the
 // store's own buffer, not to be modified.
 func (s *Store) ReadChunk(ctx context.Context, id, version uint64, index int) ([]byte, error) {
