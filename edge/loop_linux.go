@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -265,18 +266,8 @@ func (l *evLoop) run() {
 				clear(ops)
 				continue
 			}
-			c := l.conns[ev.Fd]
-			if c == nil {
-				continue
-			}
-			if ev.Events&unix.EPOLLOUT != 0 {
-				l.flush(c)
-				if l.conns[ev.Fd] != c {
-					continue // closed
-				}
-			}
-			if ev.Events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 && !c.watchW {
-				l.readable(c)
+			if c := l.conns[ev.Fd]; c != nil {
+				l.ready(c, ev.Events)
 			}
 		}
 		// Let the runtime's other goroutines (fills, the sweeper,
@@ -285,9 +276,39 @@ func (l *evLoop) run() {
 	}
 }
 
+// ready serves c's events. A bug must cost one connection, not the
+// process and every connection on it.
+func (l *evLoop) ready(c *lconn, events uint32) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.s.log.Error("edge: panic on an event loop", "panic", r, "stack", string(debug.Stack()))
+			if c.fd >= 0 && l.conns[int32(c.fd)] == c {
+				l.close(c)
+			}
+		}
+	}()
+	if events&unix.EPOLLOUT != 0 {
+		l.flush(c)
+		if c.fd < 0 {
+			return // closed
+		}
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 && !c.watchW {
+		l.readable(c)
+	}
+}
+
 // do carries out work posted to the loop.
 func (l *evLoop) do(op loopOp) {
 	c := op.c
+	defer func() {
+		if r := recover(); r != nil {
+			l.s.log.Error("edge: panic on an event loop", "panic", r, "stack", string(debug.Stack()))
+			if c != nil && c.fd >= 0 && l.conns[int32(c.fd)] == c {
+				l.close(c)
+			}
+		}
+	}()
 	switch op.kind {
 	case opAdd:
 		if l.stopping {

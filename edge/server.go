@@ -2,6 +2,12 @@
 // (RFC 9110/9111) for configured sites in front of their origins, on
 // fasthttp, with the chunk store of package cache underneath.
 //
+// Client connections are served by epoll event loops on Linux
+// (loop_linux.go; event_loops in the configuration): a request answered
+// without waiting (a hit in memory, a 304, a refusal) is answered on its
+// loop; one that waits (origin, disk) runs on a goroutine of its own;
+// requests with a body, upgrades and HTTP/1.0 connections are fasthttp's.
+//
 // One request goes: limits (connections, header size, timeouts) -> request
 // target normalized once (target.go) -> routes (hooks.go, the manifest
 // endpoint) -> site by Host and path prefix (routing.go) -> method -> the
