@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -268,4 +269,59 @@ func TestHasUpgradeField(t *testing.T) {
 			t.Errorf("hasUpgradeField(%q) = %v, want %v", c.in, got, c.want)
 		}
 	}
+}
+
+// FuzzLoopConnection sends arbitrary bytes as a client would, then closes
+// its side: the edge answers with HTTP/1.1 responses or closes, and still
+// serves the next client.
+func FuzzLoopConnection(f *testing.F) {
+	for _, seed := range []string{
+		"GET /bytes/10 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /bytes/10 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /bytes/10 HTTP/1.1\r\nHost: x\r\nRange: bytes=2-\r\n\r\n",
+		"GET /bytes/10 HTTP/1.1\nHost: x\n\nGET /bytes/5 HTTP/1.1\nHost: x\n\n",
+		"POST /bytes/10 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /bytes/10 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"GET /pa/v1/announce HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+		"GET /bytes/10 HTTP/1.0\r\n\r\n",
+		"\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+		"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+		"CONNECT x:443 HTTP/1.1\r\n\r\n",
+		"GET /bytes/10 HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+		"\x00\x01\x02\r\n\r\n",
+		"GET /bytes/10 HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\nConnection: close\r\n\r\nGET /bytes/10 HTTP/1.1\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	e := newEnv(f, nil, func(c *config.Config, _ *Options) {
+		c.Limits.MaxHeaderBytes = 4 << 10
+		c.Limits.ReadTimeout = config.Duration(time.Second)
+	})
+	e.get("/bytes/10")
+	e.get("/bytes/5")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(in)
+		c.(*net.TCPConn).CloseWrite()
+		out, err := io.ReadAll(c)
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("reading the answers to %q: %v (after %d bytes)", in, err, len(out))
+		}
+		if len(out) > 0 && !bytes.HasPrefix(out, []byte("HTTP/1.")) {
+			t.Fatalf("answer to %q does not start with a status line: %q", in, trunc(string(out)))
+		}
+		resp, err := e.client.Get(e.url("/bytes/10"))
+		if err != nil {
+			t.Fatalf("after %q: %v", in, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, demoBytes(10, 0, 10)) {
+			t.Fatalf("after %q the edge answers %d (%v)", in, resp.StatusCode, err)
+		}
+	})
 }
