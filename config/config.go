@@ -31,7 +31,8 @@ type Config struct {
 	// serves each connection on a goroutine of its own (fasthttp), as on
 	// other platforms. Requests a loop cannot answer at once (misses,
 	// revalidations, passes, objects on disk) run on goroutines either
-	// way. Not reloadable. Default 0.
+	// way. Each loop holds a thread while it waits: more loops than CPUs
+	// only cost. At most 256; not reloadable. Default 0.
 	EventLoops int `yaml:"event_loops"`
 	// Limits protect the listener from slow and oversized clients.
 	Limits Limits `yaml:"limits"`
@@ -56,6 +57,9 @@ type Config struct {
 	// lines maps a field path ("sites[1].origins[0].url") to its line.
 	lines map[string]int
 }
+
+// maxEventLoops bounds event_loops.
+const maxEventLoops = 256
 
 // Default returns a configuration with every default filled in and no sites.
 func Default() Config {
@@ -202,8 +206,8 @@ func (c *Config) Validate() error {
 	} else {
 		p.CheckHostPort("listen", c.Listen)
 	}
-	if c.EventLoops < -1 || c.EventLoops > 1024 {
-		p.Addf("event_loops", "must be -1 (off), 0 (one per CPU) or up to 1024 (got %d)", c.EventLoops)
+	if c.EventLoops < -1 || c.EventLoops > maxEventLoops {
+		p.Addf("event_loops", "must be -1 (off), 0 (one per CPU) or up to %d (got %d)", maxEventLoops, c.EventLoops)
 	}
 	if c.AdminListen != "" {
 		p.CheckHostPort("admin_listen", c.AdminListen)

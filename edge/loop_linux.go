@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -42,7 +43,8 @@ import (
 // goroutine of its own (resume), which writes its response through the
 // runtime's poller as fasthttp would, and then gives the connection back
 // to its loop. Requests the loop does not parse itself (with a body, an
-// Upgrade, HTTP/1.0, Expect) move the connection to fasthttp for good.
+// Upgrade, HTTP/1.0) move the connection to fasthttp for good. An Expect
+// on a request without a body is ignored (there is nothing to continue).
 //
 // Timeouts are the sweeper's (timeouts.go): a connection's phase is kept
 // in its connEntry as for fasthttp's connections, and an expired one is
@@ -89,16 +91,17 @@ type evLoop struct {
 	mu    sync.Mutex
 	queue []loopOp
 
-	conns    map[int32]*lconn
-	awayN    int // connections of this loop served on goroutines
-	stopping bool
-	rbuf     []byte
-	ctx      *fasthttp.RequestCtx
-	src      bytes.Reader
-	br       *bufio.Reader
-	bw       *bufio.Writer // over vw: serializes body streams
-	vw       outWriter
-	send     rawsock.Scratch
+	conns     map[int32]*lconn
+	awayN     int // connections of this loop served on goroutines
+	stopping  bool
+	rbuf      []byte
+	ctx       *fasthttp.RequestCtx
+	src       bytes.Reader
+	br        *bufio.Reader
+	bw        *bufio.Writer // over vw: serializes body streams
+	hostCheck fasthttp.URI
+	vw        outWriter
+	send      rawsock.Scratch
 }
 
 // lconn is one client connection of a loop.
@@ -125,6 +128,8 @@ type lconn struct {
 	away atomic.Bool
 	nc   atomic.Pointer[net.TCPConn]
 }
+
+var slash = []byte("/")
 
 // loopReadBytes is the size of each loop's read buffer.
 const loopReadBytes = 64 << 10
@@ -355,12 +360,16 @@ func (l *evLoop) do(op loopOp) {
 			l.close(c)
 		}
 	case opStop:
+		// Idle connections close now; one with a response on its way
+		// closes once it is sent; one with part of a request gets its
+		// answer with Connection: close (respond), read_timeout permitting.
 		l.stopping = true
 		for _, c := range l.conns {
-			if len(c.out) == 0 && len(c.in) == 0 {
-				l.close(c)
-			} else {
+			switch {
+			case len(c.out) > 0:
 				c.closing = true
+			case len(c.in) == 0:
+				l.close(c)
 			}
 		}
 	}
@@ -375,7 +384,13 @@ func (l *evLoop) readable(c *lconn) {
 	switch {
 	case n > 0:
 	case n == 0 && err == nil:
-		l.close(c) // EOF
+		// EOF. Part of a request is answered 400, as fasthttp does: the
+		// client may still read (it shut down its writing side only).
+		if len(c.in) > 0 && !c.closing {
+			l.answerUnreadable(c, io.ErrUnexpectedEOF)
+			return
+		}
+		l.close(c)
 		return
 	case rawsock.IsTemporary(err), errors.Is(err, unix.EINTR):
 		return
@@ -384,6 +399,9 @@ func (l *evLoop) readable(c *lconn) {
 		return
 	}
 	data := l.rbuf[:n]
+	if c.closing {
+		return // a response with Connection: close is on its way: nothing more is read
+	}
 	if len(c.in) > 0 {
 		c.in = append(c.in, data...)
 		data = c.in
@@ -396,8 +414,20 @@ func (l *evLoop) readable(c *lconn) {
 func (l *evLoop) process(c *lconn, data []byte) {
 	maxHeader := int(c.e.gen.limits.MaxHeaderBytes)
 	for len(data) > 0 {
-		if c.away.Load() || c.closing || len(c.out) > 0 {
+		if c.closing {
+			data = nil // Connection: close was answered: nothing after it is
+			break
+		}
+		if c.away.Load() || len(c.out) > 0 {
 			break // the rest waits for the connection to be free
+		}
+		// Empty lines before a request line are ignored (RFC 9112 2.2),
+		// as fasthttp does.
+		for len(data) > 0 && (data[0] == '\n' || data[0] == '\r' && (len(data) == 1 || data[1] == '\n')) {
+			data = data[1:]
+		}
+		if len(data) == 0 {
+			break
 		}
 		end := headerEnd(data)
 		if end < 0 {
@@ -434,6 +464,13 @@ func (l *evLoop) process(c *lconn, data []byte) {
 			// HTTP/1.0's keep-alive rules: fasthttp's, for the rest of
 			// the connection.
 			l.handOff(c, data)
+			return
+		}
+		// The Host must be one fasthttp's URI parser takes, as on its
+		// connections (400 otherwise); it remembers the last one, so a
+		// keep-alive connection's requests cost a comparison.
+		if err := l.hostCheck.Parse(h.Host(), slash); err != nil {
+			l.answerUnreadable(c, err)
 			return
 		}
 		data = data[end:]

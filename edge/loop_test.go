@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -322,6 +323,91 @@ func FuzzLoopConnection(f *testing.F) {
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, demoBytes(10, 0, 10)) {
 			t.Fatalf("after %q the edge answers %d (%v)", in, resp.StatusCode, err)
+		}
+	})
+}
+
+// Empty lines before a request line are ignored (RFC 9112 2.2), between
+// pipelined requests too; a Host fasthttp's URI parser refuses gets 400
+// and the connection closes, on either path.
+func TestLoopEmptyLinesAndBadHost(t *testing.T) {
+	loopModes(t, func(t *testing.T, e *testEnv) {
+		e.get("/bytes/100")
+		c, br := dialEdge(t, e)
+		req := "GET /bytes/100 HTTP/1.1\r\nHost: x\r\n\r\n"
+		io.WriteString(c, "\r\n\r\n"+req+"\r\n\r\n\n"+req)
+		for i := range 2 {
+			resp, body := readResponse(t, br, "GET")
+			if resp.StatusCode != 200 || !bytes.Equal(body, demoBytes(100, 0, 100)) {
+				t.Fatalf("response %d: status %d, want 200 with the object", i, resp.StatusCode)
+			}
+		}
+		for _, host := range []string{"x:abc", "vid eo", "[::1", "x:80:80"} {
+			c, br := dialEdge(t, e)
+			io.WriteString(c, "GET /bytes/100 HTTP/1.1\r\nHost: "+host+"\r\n\r\n"+req)
+			resp, _ := readResponse(t, br, "GET")
+			if resp.StatusCode != 400 {
+				t.Errorf("Host %q: status %d, want 400", host, resp.StatusCode)
+			}
+			if !closedWithin(c, 3*time.Second) {
+				t.Errorf("Host %q: connection left open after the 400", host)
+			}
+		}
+	})
+}
+
+// A client sending an endless header while the server shuts down gets
+// 431 once past max_header_bytes (the edge does not buffer it all), and
+// shutdown does not wait for it.
+func TestLoopShutdownWithEndlessHeader(t *testing.T) {
+	loopModes(t, func(t *testing.T, e *testEnv) {
+		c, br := dialEdge(t, e)
+		io.WriteString(c, "GET /bytes/10 HTTP/1.1\r\nHost: x\r\nX-Long: ")
+		time.Sleep(50 * time.Millisecond)
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			done <- e.srv.Shutdown(ctx)
+		}()
+		chunk := bytes.Repeat([]byte("a"), 64<<10)
+		var sent int
+		for sent < 64<<20 {
+			n, err := c.Write(chunk)
+			sent += n
+			if err != nil {
+				break // the edge closed
+			}
+		}
+		// Socket buffers on both sides take a few MiB before the edge
+		// reads anything; it must not take the rest.
+		if sent >= 64<<20 {
+			t.Fatalf("the edge took %d bytes of one header during shutdown", sent)
+		}
+		if resp, err := http.ReadResponse(br, nil); err == nil && resp.StatusCode != 431 {
+			t.Errorf("status %d, want 431 (or a reset)", resp.StatusCode)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Shutdown still waiting after 10 s")
+		}
+	})
+}
+
+// A client that shuts down its writing side in the middle of a request
+// gets 400, on either path.
+func TestLoopHalfRequestThenEOF(t *testing.T) {
+	loopModes(t, func(t *testing.T, e *testEnv) {
+		c, br := dialEdge(t, e)
+		io.WriteString(c, "GET /bytes/10 HTTP/1.1\r\nHost: x\r\nX-Half: ")
+		c.(*net.TCPConn).CloseWrite()
+		resp, _ := readResponse(t, br, "GET")
+		if resp.StatusCode != 400 {
+			t.Errorf("status %d, want 400", resp.StatusCode)
 		}
 	})
 }

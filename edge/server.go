@@ -112,6 +112,10 @@ type Server struct {
 	shutdown   bool
 	publicUp   atomic.Int32 // public listeners accepting
 	shutdownCh chan struct{}
+	// sweepStop ends the sweeper once Shutdown has stopped serving: until
+	// then timeouts still apply, so a slow client cannot hold a shutdown
+	// for its whole grace period.
+	sweepStop chan struct{}
 }
 
 // New returns a server for opts. It does not listen: call Serve and
@@ -141,6 +145,7 @@ func New(opts Options) (*Server, error) {
 		metrics:    opts.Metrics,
 		log:        opts.Logger,
 		shutdownCh: make(chan struct{}),
+		sweepStop:  make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -362,6 +367,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// Out of time: cut what is left.
 		s.conns.closeAll()
 	}
+	close(s.sweepStop)
 	s.sweeperDone.Wait()
 
 	// Fills: let them finish unless ctx ends first, then abort them.

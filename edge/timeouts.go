@@ -100,7 +100,7 @@ func (s *Server) sweep() {
 	defer t.Stop()
 	for {
 		select {
-		case <-s.shutdownCh:
+		case <-s.sweepStop:
 			return
 		case <-t.C:
 		}

@@ -453,6 +453,7 @@ func TestChangedSettings(t *testing.T) {
 			c.Listen, c.Cache.MemoryBytes, c.Telemetry.LogLevel, c.PeerAssist.Enabled = ":1", 1, "debug", false
 		}, "listen cache.memory_bytes peer_assist.enabled telemetry.log_level",
 			"listen cache.memory_bytes telemetry.log_level peer_assist.enabled"},
+		{"event loops", func(c *config.Config) { c.EventLoops = 3 }, "event_loops", "event_loops"},
 		{"reloadable cache and telemetry settings", func(c *config.Config) {
 			c.Cache.DefaultTTL, c.Telemetry.AccessLog = config.Duration(time.Minute), true
 		}, "cache.default_ttl telemetry.access_log", ""},

@@ -122,6 +122,7 @@ func restartOnly(cur, next *config.Config) []string {
 	}
 	check("listen", cur.Listen != next.Listen)
 	check("admin_listen", cur.AdminListen != next.AdminListen)
+	check("event_loops", cur.EventLoops != next.EventLoops)
 	check("cache.memory_bytes", cur.Cache.MemoryBytes != next.Cache.MemoryBytes)
 	check("cache.disk_path", cur.Cache.DiskPath != next.Cache.DiskPath)
 	check("cache.disk_bytes", cur.Cache.DiskBytes != next.Cache.DiskBytes)
