@@ -9,8 +9,11 @@ import (
 // Parsing helpers of the event loops (loop_linux.go).
 
 // headerEnd returns the length of the header block at the start of b (up
-// to and including the empty line; fasthttp accepts bare LF line ends), or
-// -1 if it is not complete.
+// to and including the empty line, CRLF or a bare LF), or -1 if it is not
+// complete. Whether the block parses is fasthttp's parser's call: it
+// refuses some bare-LF endings, which the loop then answers 400 at once
+// (fasthttp's own connections wait for more bytes and may answer 408, or
+// parse the block together with the next request's).
 func headerEnd(b []byte) int {
 	for i := 0; ; {
 		j := bytes.IndexByte(b[i:], '\n')
