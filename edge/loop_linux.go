@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -159,19 +158,9 @@ func newLoopSet(s *Server, n int) (*loopSet, error) {
 }
 
 func newEvLoop(ls *loopSet) (*evLoop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, efd, err := rawsock.NewEpoll()
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("eventfd", err)
-	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
-		unix.Close(efd)
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("epoll_ctl", err)
+		return nil, err
 	}
 	l := &evLoop{ls: ls, s: ls.s, epfd: epfd, efd: efd, conns: map[int32]*lconn{},
 		rbuf: make([]byte, loopReadBytes), ctx: new(fasthttp.RequestCtx)}
@@ -222,9 +211,7 @@ func (l *evLoop) post(op loopOp) {
 	l.mu.Lock()
 	l.queue = append(l.queue, op)
 	l.mu.Unlock()
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	_, _ = unix.Write(l.efd, one[:])
+	rawsock.Wake(l.efd)
 }
 
 func (l *evLoop) run() {
@@ -239,12 +226,7 @@ func (l *evLoop) run() {
 		if l.stopping && len(l.conns) == 0 && l.awayN == 0 {
 			return
 		}
-		// Under load sockets are always ready: ask without blocking first,
-		// as a raw system call, and block only when nothing is.
-		n, err := rawsock.EpollWaitNow(l.epfd, events)
-		if n == 0 && err == nil {
-			n, err = unix.EpollWait(l.epfd, events, -1)
-		}
+		n, err := rawsock.Wait(l.epfd, events)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue

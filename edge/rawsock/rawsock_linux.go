@@ -14,9 +14,11 @@
 package rawsock
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -47,6 +49,17 @@ func EpollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
+}
+
+// Wait returns epfd's ready events. Under load sockets are always ready:
+// it asks without blocking first, as a raw system call, and blocks in
+// epoll_wait (through the runtime) only when nothing is.
+func Wait(epfd int, events []unix.EpollEvent) (int, error) {
+	n, err := EpollWaitNow(epfd, events)
+	if n == 0 && err == nil {
+		n, err = unix.EpollWait(epfd, events, -1)
+	}
+	return n, err
 }
 
 // Scratch holds the iovec array of one sender, so that a vectored send
@@ -151,4 +164,32 @@ func Dup(nc net.Conn) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// NewEpoll returns a new epoll set (close-on-exec) with a non-blocking
+// eventfd registered in it for reading, so that other goroutines can wake
+// the loop that waits on the set (Wake). The caller closes both.
+func NewEpoll() (epfd, efd int, err error) {
+	epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, -1, os.NewSyscallError("epoll_create1", err)
+	}
+	efd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return -1, -1, os.NewSyscallError("eventfd", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		unix.Close(efd)
+		unix.Close(epfd)
+		return -1, -1, os.NewSyscallError("epoll_ctl", err)
+	}
+	return epfd, efd, nil
+}
+
+// Wake makes the eventfd efd readable (NewEpoll).
+func Wake(efd int) {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(efd, one[:])
 }

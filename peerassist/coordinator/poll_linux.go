@@ -3,7 +3,6 @@
 package coordinator
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -39,22 +38,12 @@ type poller struct {
 }
 
 func newPoller(co *Coordinator, idx int) (*poller, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, efd, err := rawsock.NewEpoll()
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
 			return nil, errNoEpoll
 		}
-		return nil, fmt.Errorf("coordinator: epoll_create1: %w", err)
-	}
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("coordinator: eventfd: %w", err)
-	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
-		unix.Close(efd)
-		unix.Close(epfd)
-		return nil, fmt.Errorf("coordinator: epoll_ctl: %w", err)
+		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	h := co.newHandlerCtx(uint64(idx) + 1<<32)
 	h.batched = true
@@ -62,11 +51,7 @@ func newPoller(co *Coordinator, idx int) (*poller, error) {
 }
 
 // wake makes run return.
-func (p *poller) wake() {
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	_, _ = unix.Write(p.efd, one[:])
-}
+func (p *poller) wake() { rawsock.Wake(p.efd) }
 
 // add starts watching c. Once added, c belongs to the loop, which may
 // release it at any moment: add reads nothing of c after registering it.
@@ -111,13 +96,7 @@ func (p *poller) run() {
 	}()
 	events := make([]unix.EpollEvent, maxEvents)
 	for {
-		// Under load sockets are always ready: ask without blocking first,
-		// as a raw system call (package rawsock), and block only when nothing
-		// is.
-		n, err := rawsock.EpollWaitNow(p.epfd, events)
-		if n == 0 && err == nil {
-			n, err = unix.EpollWait(p.epfd, events, -1)
-		}
+		n, err := rawsock.Wait(p.epfd, events)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
