@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
@@ -74,6 +75,7 @@ const (
 	opAdd    = iota // a new connection
 	opResume        // back from a goroutine: serve what it has buffered, watch it again
 	opClose         // back from a goroutine, to be closed
+	opLinger        // back from a goroutine after its last response (linger)
 	opExpire        // timed out (sweeper)
 	opStop          // Shutdown
 )
@@ -121,6 +123,10 @@ type lconn struct {
 	closing bool     // close once out is sent
 	// lastCopied: out's last part is the end of hdr (outWriter).
 	lastCopied bool
+	// lingering: the last response is sent and the writing side shut
+	// down; lingered counts the bytes read and dropped since.
+	lingering bool
+	lingered  int
 
 	// away: a goroutine serves a request (the loop does not watch fd);
 	// nc is its connection to the socket, for the write timeout.
@@ -327,6 +333,18 @@ func (l *evLoop) do(op loopOp) {
 	case opClose:
 		l.awayN--
 		l.closeFD(c)
+	case opLinger:
+		l.awayN--
+		if l.stopping {
+			l.closeFD(c)
+			return
+		}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}); err != nil {
+			l.closeFD(c)
+			return
+		}
+		l.conns[int32(c.fd)] = c
+		l.linger(c)
 	case opExpire:
 		if l.conns[int32(c.fd)] != c || c.away.Load() {
 			return // closed, or its request is being served
@@ -381,6 +399,13 @@ func (l *evLoop) readable(c *lconn) {
 		return
 	}
 	data := l.rbuf[:n]
+	if c.lingering {
+		// Dropped: the connection's last response is sent.
+		if c.lingered += n; c.lingered > lingerMaxBytes {
+			l.close(c)
+		}
+		return
+	}
 	if c.closing {
 		return // a response with Connection: close is on its way: nothing more is read
 	}
@@ -589,7 +614,7 @@ func (l *evLoop) flush(c *lconn) {
 	clear(c.out) // drop the references to chunks
 	c.out, c.sent = c.out[:0], 0
 	if c.closing {
-		l.close(c)
+		l.linger(c)
 		return
 	}
 	if c.watchW {
@@ -602,6 +627,33 @@ func (l *evLoop) flush(c *lconn) {
 		return
 	}
 	l.s.markPhase(c.e, phaseIdle)
+}
+
+// Lingering close, as nginx's lingering_close: after a connection's last
+// response the edge shuts down its writing side and reads (and drops) what
+// the client still sends until the client closes, for lingerTimeout and
+// lingerMaxBytes at most. Closing a socket with unread input makes the
+// kernel send a reset, which can destroy the response before the client
+// read it: a 431 to an oversized header, or the answers to requests a
+// client pipelined before it saw Connection: close.
+const (
+	lingerTimeout  = 2 * time.Second
+	lingerMaxBytes = 1 << 20
+)
+
+// linger half-closes c after its last response (see lingerTimeout).
+func (l *evLoop) linger(c *lconn) {
+	if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
+		l.close(c)
+		return
+	}
+	c.lingering = true
+	c.in = nil
+	if c.watchW {
+		c.watchW = false
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)})
+	}
+	l.s.markPhase(c.e, phaseLinger)
 }
 
 // answerUnreadable answers a request that cannot be read (400, 408, 431)
@@ -644,17 +696,13 @@ var ctxPool = sync.Pool{New: func() any { return new(fasthttp.RequestCtx) }}
 // does, body streams and sendfile included); then c goes back to its loop.
 func (l *evLoop) serveAway(c *lconn, ctx *fasthttp.RequestCtx, x *exchange) {
 	defer l.ls.away.Done()
-	closeAfter := true
+	next := opClose // after a failure; opLinger after a last response, opResume to go on
 	defer func() {
 		ctx.Request.Reset()
 		ctx.Response.Reset()
 		ctxPool.Put(ctx)
 		c.away.Store(false)
-		if closeAfter {
-			l.post(loopOp{c: c, kind: opClose})
-		} else {
-			l.post(loopOp{c: c, kind: opResume})
-		}
+		l.post(loopOp{c: c, kind: next})
 	}()
 	nc, err := fileConn(c.fd)
 	if err != nil {
@@ -691,13 +739,14 @@ func (l *evLoop) serveAway(c *lconn, ctx *fasthttp.RequestCtx, x *exchange) {
 	}
 	bw.Reset(nil)
 	awayWriters.Put(bw)
-	if err != nil || resp.Header.ConnectionClose() {
+	if err != nil || c.e.state.Load()>>phaseShift == int64(phaseExpired) {
+		return // failed, or the write overstayed write_timeout
+	}
+	if resp.Header.ConnectionClose() {
+		next = opLinger
 		return
 	}
-	if c.e.state.Load()>>phaseShift == int64(phaseExpired) {
-		return // the write overstayed write_timeout
-	}
-	closeAfter = false
+	next = opResume
 }
 
 var awayWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}

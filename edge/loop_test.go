@@ -411,3 +411,48 @@ func TestLoopHalfRequestThenEOF(t *testing.T) {
 		}
 	})
 }
+
+// After its last response a loop's connection closes without a reset, so
+// the client reads everything it was sent: the answers to requests it
+// pipelined before seeing Connection: close, a 431 to a header too large
+// while it is still sending it.
+func TestLoopLingeringClose(t *testing.T) {
+	if !loopsSupported {
+		t.Skip("no event loops on this platform")
+	}
+	e := newEnv(t, nil)
+	const big = 1 << 20
+	e.getSettled(fmt.Sprintf("/bytes/%d", big))
+	for i := range 5 {
+		c, br := dialEdge(t, e)
+		fmt.Fprintf(c, "GET /bytes/%d HTTP/1.1\r\nHost: x\r\n\r\nGET /bytes/1000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", big)
+		time.Sleep(50 * time.Millisecond)
+		io.WriteString(c, "GET /bytes/10 HTTP/1.1\r\nHost: x\r\n\r\n") // after the close: dropped
+		for _, n := range []int{big, 1000} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("try %d: reading the answer for %d bytes: %v", i, n, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || !bytes.Equal(body, demoBytes(int64(n), 0, int64(n))) {
+				t.Fatalf("try %d: %d of %d bytes (%v)", i, len(body), n, err)
+			}
+		}
+		if rest, err := io.ReadAll(br); err != nil || len(rest) > 0 {
+			t.Fatalf("try %d: after the last response: %q, %v; want EOF", i, rest, err)
+		}
+	}
+	for i := range 10 {
+		c, br := dialEdge(t, e)
+		go func() {
+			io.WriteString(c, "GET /bytes/10 HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 40<<10)+"\r\n\r\n")
+		}()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("try %d: the answer to a 40 KB header: %v", i, err)
+		}
+		if resp.StatusCode != 431 {
+			t.Fatalf("try %d: status %d, want 431", i, resp.StatusCode)
+		}
+	}
+}

@@ -34,6 +34,7 @@ const (
 	phaseReading                   // a request's first byte arrived: read_timeout
 	phaseHandling                  // the handler runs: no timeout (origin timeouts apply)
 	phaseWriting                   // the response is being written: write_timeout
+	phaseLinger                    // last response sent, reading until the client closes: lingerTimeout
 	phaseExpired                   // timed out: its deadline was set in the past
 )
 
@@ -66,6 +67,8 @@ func timeout(lim *config.Limits, p connPhase) time.Duration {
 		return lim.IdleTimeout.D()
 	case phaseWriting:
 		return lim.WriteTimeout.D()
+	case phaseLinger:
+		return lingerTimeout
 	}
 	return 0
 }
