@@ -2,11 +2,24 @@ package edge
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
 
-// Parsing helpers of the event loops (loop_linux.go).
+// Parsing helpers and settings of the event loops (loop_linux.go).
+
+// Lingering close, as nginx's lingering_close: after a connection's last
+// response the edge shuts down its writing side and reads (and drops) what
+// the client still sends until the client closes, for lingerTimeout and
+// lingerMaxBytes at most. Closing a socket with unread input makes the
+// kernel send a reset, which can destroy the response before the client
+// read it: a 431 to an oversized header, or the answers to requests a
+// client pipelined before it saw Connection: close.
+const (
+	lingerTimeout  = 2 * time.Second
+	lingerMaxBytes = 1 << 20
+)
 
 // headerEnd returns the length of the header block at the start of b (up
 // to and including the empty line, CRLF or a bare LF), or -1 if it is not

@@ -14,7 +14,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
@@ -628,18 +627,6 @@ func (l *evLoop) flush(c *lconn) {
 	}
 	l.s.markPhase(c.e, phaseIdle)
 }
-
-// Lingering close, as nginx's lingering_close: after a connection's last
-// response the edge shuts down its writing side and reads (and drops) what
-// the client still sends until the client closes, for lingerTimeout and
-// lingerMaxBytes at most. Closing a socket with unread input makes the
-// kernel send a reset, which can destroy the response before the client
-// read it: a 431 to an oversized header, or the answers to requests a
-// client pipelined before it saw Connection: close.
-const (
-	lingerTimeout  = 2 * time.Second
-	lingerMaxBytes = 1 << 20
-)
 
 // linger half-closes c after its last response (see lingerTimeout).
 func (l *evLoop) linger(c *lconn) {
