@@ -303,27 +303,12 @@ func (l *evLoop) do(op loopOp) {
 	}()
 	switch op.kind {
 	case opAdd:
-		if l.stopping {
-			l.closeFD(c)
-			return
-		}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}); err != nil {
-			l.s.log.Warn("edge: epoll_ctl add", "error", err)
-			l.closeFD(c)
-			return
-		}
-		l.conns[int32(c.fd)] = c
+		l.watch(c)
 	case opResume:
 		l.awayN--
-		if l.stopping {
-			l.closeFD(c)
+		if !l.watch(c) {
 			return
 		}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}); err != nil {
-			l.closeFD(c)
-			return
-		}
-		l.conns[int32(c.fd)] = c
 		l.s.markPhase(c.e, phaseIdle)
 		if len(c.in) > 0 {
 			// Requests that came with the one served away.
@@ -334,16 +319,9 @@ func (l *evLoop) do(op loopOp) {
 		l.closeFD(c)
 	case opLinger:
 		l.awayN--
-		if l.stopping {
-			l.closeFD(c)
-			return
+		if l.watch(c) {
+			l.linger(c)
 		}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}); err != nil {
-			l.closeFD(c)
-			return
-		}
-		l.conns[int32(c.fd)] = c
-		l.linger(c)
 	case opExpire:
 		if l.conns[int32(c.fd)] != c || c.away.Load() {
 			return // closed, or its request is being served
@@ -372,6 +350,23 @@ func (l *evLoop) do(op loopOp) {
 			}
 		}
 	}
+}
+
+// watch adds c (new, or back from a goroutine) to the loop's epoll set,
+// or closes it when the loop stops or epoll_ctl fails; it reports whether
+// c is watched.
+func (l *evLoop) watch(c *lconn) bool {
+	if l.stopping {
+		l.closeFD(c)
+		return false
+	}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}); err != nil {
+		l.s.log.Warn("edge: epoll_ctl add", "error", err)
+		l.closeFD(c)
+		return false
+	}
+	l.conns[int32(c.fd)] = c
+	return true
 }
 
 // errReadTimeout is the read timeout of a request on a loop.
