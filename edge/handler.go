@@ -209,8 +209,7 @@ var (
 		"Content-Type, " + SessionHeader + ", " + UrgentHeader + ", Traceparent, Tracestate"
 )
 
-// handle is the public request handler (fasthttp's, and the event loops'
-// for requests they hand to a goroutine: see resume).
+// handle is the public request handler (fasthttp's).
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// The request is read: no read timeout while handling it; the write
 	// timeout runs once the handler returns (timeouts.go).
@@ -227,7 +226,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // wait (loop_linux.go): a hit in the memory tier, a refusal, a preflight.
 // A request that would wait (for the origin, the disk, a fill) is left
 // unanswered, with nothing written or counted, and its exchange returned:
-// the loop hands it to a goroutine that calls resume.
+// the loop hands it to a goroutine that runs it again (run), where it
+// may wait.
 func (s *Server) serveInline(ctx *fasthttp.RequestCtx) *exchange {
 	x := s.acquireExchange(ctx)
 	x.req.scan(&ctx.Request.Header)
@@ -239,12 +239,6 @@ func (s *Server) serveInline(ctx *fasthttp.RequestCtx) *exchange {
 		return x
 	}
 	return nil
-}
-
-// resume serves an exchange that serveInline returned, on a goroutine
-// that may wait, into the same ctx.
-func (s *Server) resume(x *exchange) {
-	s.run(x)
 }
 
 // wait reports whether x may not wait here (serveInline), marking it to be

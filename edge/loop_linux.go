@@ -699,7 +699,7 @@ func (l *evLoop) serveAway(c *lconn, ctx *fasthttp.RequestCtx, x *exchange) {
 	ctx.Init2(nc, fastLogger{l.s.log}, false)
 	c.nc.Store(nc)
 	defer c.nc.Store(nil)
-	l.s.resume(x)
+	l.s.run(x)
 	if ctx.Hijacked() {
 		// Routes hijack only upgrades, which the loop hands to fasthttp.
 		l.s.log.Error("edge: a request served off the event loop hijacked its connection")

@@ -104,14 +104,13 @@ type Server struct {
 	clockMs     atomic.Int64
 	sweeperDone sync.WaitGroup
 
-	mu         sync.Mutex
-	gens       []*generation  // fasthttp servers; the last one gets new connections
-	listeners  []net.Listener // public listeners being served
-	adminSrv   []*fasthttp.Server
-	adminLns   []net.Listener
-	shutdown   bool
-	publicUp   atomic.Int32 // public listeners accepting
-	shutdownCh chan struct{}
+	mu        sync.Mutex
+	gens      []*generation  // fasthttp servers; the last one gets new connections
+	listeners []net.Listener // public listeners being served
+	adminSrv  []*fasthttp.Server
+	adminLns  []net.Listener
+	shutdown  bool
+	publicUp  atomic.Int32 // public listeners accepting
 	// sweepStop ends the sweeper once Shutdown has stopped serving: until
 	// then timeouts still apply, so a slow client cannot hold a shutdown
 	// for its whole grace period.
@@ -139,13 +138,12 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s := &Server{
-		store:      opts.Store,
-		origins:    opts.Origins,
-		sessions:   opts.Sessions,
-		metrics:    opts.Metrics,
-		log:        opts.Logger,
-		shutdownCh: make(chan struct{}),
-		sweepStop:  make(chan struct{}),
+		store:     opts.Store,
+		origins:   opts.Origins,
+		sessions:  opts.Sessions,
+		metrics:   opts.Metrics,
+		log:       opts.Logger,
+		sweepStop: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -316,7 +314,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.shutdown = true
-	close(s.shutdownCh)
 	s.tel.unregister() // its histograms leave /metrics with it
 	lns := s.listeners
 	gens := s.gens
