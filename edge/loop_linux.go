@@ -39,7 +39,7 @@ import (
 // at once, the response header serialized by fasthttp and the body sent
 // from the store's chunk buffers with one sendmsg. A request that would
 // wait (a miss, a revalidation, a pass, a body on disk, a route) goes to a
-// goroutine of its own (resume), which writes its response through the
+// goroutine of its own (serveAway), which writes its response through the
 // runtime's poller as fasthttp would, and then gives the connection back
 // to its loop. Requests the loop does not parse itself (with a body, an
 // Upgrade, HTTP/1.0) move the connection to fasthttp for good. An Expect
