@@ -62,6 +62,12 @@ func Wait(epfd int, events []unix.EpollEvent) (int, error) {
 	return n, err
 }
 
+// Yield gives the CPU to another thread that is ready to run on it, if
+// there is one (sched_yield(2)); otherwise it returns at once.
+func Yield() {
+	syscall.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+}
+
 // Scratch holds the iovec array of one sender, so that a vectored send
 // allocates nothing. Its zero value is ready; it is not safe for
 // concurrent use.
