@@ -73,7 +73,7 @@ func (m *Monitor) run(interval time.Duration, maxIdle float64) {
 	buf := make([]byte, 0, 4096)
 	prev, err := sample(&buf)
 	if err != nil {
-		return // never saturated
+		return // no /proc/stat here: never saturated
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -85,10 +85,13 @@ func (m *Monitor) run(interval time.Duration, maxIdle float64) {
 		}
 		cur, err := sample(&buf)
 		if err != nil {
+			// Not saturated as far as anyone knows; the next
+			// sample starts a new window.
 			m.saturated.Store(false)
-			return
+			prev = times{}
+			continue
 		}
-		m.saturated.Store(saturated(prev, cur, maxIdle))
+		m.saturated.Store(prev.total > 0 && saturated(prev, cur, maxIdle))
 		prev = cur
 	}
 }

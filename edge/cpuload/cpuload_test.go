@@ -59,7 +59,12 @@ func TestMonitor(t *testing.T) {
 		t.Helper()
 		// user carries the busy time, idle the rest.
 		line := fmt.Appendf(nil, "cpu %d 0 0 %d 0 0 0 0 0 0\n", total-idle, idle)
-		if err := os.WriteFile(path, line, 0o644); err != nil {
+		// Replaced whole, as a reader of /proc/stat sees it.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, line, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,6 +91,10 @@ func TestMonitor(t *testing.T) {
 	}
 	waitFor(true, 1)   // 1% idle
 	waitFor(false, 50) // 50% idle
+	if err := os.WriteFile(path, []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(true, 1) // back after an unreadable sample
 	m.Stop()
 	if m.Saturated() {
 		t.Error("Saturated after Stop")
