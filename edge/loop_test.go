@@ -22,13 +22,27 @@ import (
 
 func loopModes(t *testing.T, run func(t *testing.T, e *testEnv)) {
 	for _, m := range []struct {
-		name  string
-		loops int
-	}{{"event loops", 0}, {"goroutines", -1}} {
+		name     string
+		loops    int
+		yielding bool
+	}{{"event loops", 0, false}, {"event loops yielding", 0, true}, {"goroutines", -1, false}} {
 		t.Run(m.name, func(t *testing.T) {
+			if m.yielding && !loopsSupported {
+				t.Skip("no event loops on this platform")
+			}
 			e := newEnv(t, nil, func(c *config.Config, _ *Options) { c.EventLoops = m.loops })
 			if got := e.srv.loops != nil; got != (m.loops >= 0 && loopsSupported) {
 				t.Fatalf("event loops running: %v with event_loops %d", got, m.loops)
+			}
+			if m.yielding {
+				// As on saturated CPUs, and after every batch: each
+				// loop yields before it sleeps.
+				asked := alwaysYield(e.srv.loops)
+				defer func() {
+					if asked() == 0 {
+						t.Error("no loop ran out of events: the yield was not tried")
+					}
+				}()
 			}
 			run(t, e)
 		})
