@@ -72,7 +72,6 @@ type loopSet struct {
 	s     *Server
 	loops []*evLoop
 	next  atomic.Uint32
-	cpu   *cpuload.Monitor
 	yield atomic.Pointer[yieldPolicy]
 	// running counts the loops' goroutines, away the requests served on
 	// goroutines of their own.
@@ -172,8 +171,10 @@ func newLoopSet(s *Server, n int) (*loopSet, error) {
 		}
 		ls.loops = append(ls.loops, l)
 	}
-	ls.cpu = cpuload.Start(cpuload.DefaultInterval, cpuload.DefaultMaxIdle)
-	ls.yield.Store(&yieldPolicy{cpu: ls.cpu, minEvents: yieldMinEvents})
+	ls.yield.Store(&yieldPolicy{
+		cpu:       cpuload.New(cpuload.DefaultInterval, cpuload.DefaultMaxIdle),
+		minEvents: yieldMinEvents,
+	})
 	for _, l := range ls.loops {
 		ls.running.Add(1)
 		go l.run()
@@ -220,7 +221,6 @@ func (ls *loopSet) stop(ctx context.Context) error {
 	go func() {
 		ls.away.Wait()
 		ls.running.Wait()
-		ls.cpu.Stop()
 		close(done)
 	}()
 	select {

@@ -5,7 +5,8 @@
 // the preemption of whoever runs when the next request comes; with an idle
 // CPU, sleeping is better, since the wakeup lands there.
 //
-// It reads the aggregate "cpu" line of /proc/stat every interval. Where
+// It reads the aggregate "cpu" line of /proc/stat, at most once an
+// interval and only when asked, so an idle process pays nothing. Where
 // /proc/stat cannot be read (not Linux, a restricted container), the CPUs
 // are never reported saturated.
 package cpuload
@@ -21,79 +22,75 @@ import (
 	"time"
 )
 
-// Defaults of Start's arguments, as the event loops use them.
+// Defaults of New's arguments, as the event loops use them.
 const (
 	// DefaultInterval: /proc/stat counts in ticks of 10 ms, so a window
 	// must span several of them on every CPU to measure a few percent.
 	DefaultInterval = 100 * time.Millisecond
 	// DefaultMaxIdle: below this fraction of idle time (idle and iowait
 	// over all CPUs) the CPUs are saturated. Measured on two CPUs serving
-	// 64 KiB hits to wrk: 2-6% idle from 8 connections up, 16-26% with 2.
+	// 64 KiB hits to wrk: 2-6% idle from 8 connections up, 9-26% with 2.
 	DefaultMaxIdle = 0.10
 )
+
+// maxWindows: a window longer than this many intervals (nobody asked for
+// a while) is not a measure of now; it only starts a new one.
+const maxWindows = 10
 
 // statPath is read by the monitor; tests point it elsewhere.
 var statPath = "/proc/stat"
 
-// Monitor samples the CPUs' idle time. Create it with Start.
+// Monitor measures the CPUs' idle time. Create it with New; a nil
+// *Monitor is never saturated. Safe for concurrent use.
 type Monitor struct {
+	interval time.Duration
+	maxIdle  float64
+	// start is the monotonic origin of due.
+	start time.Time
+	// due: nanoseconds after start when the current answer expires.
+	due       atomic.Int64
 	saturated atomic.Bool
-	stop      chan struct{}
-	done      chan struct{}
-	once      sync.Once
+
+	mu     sync.Mutex // one sampler at a time; guards the fields below
+	prev   times
+	prevAt time.Duration // since start; 0: no previous sample
+	buf    []byte
 }
 
-// Start samples /proc/stat every interval until Stop; the CPUs count as
-// saturated after an interval in which less than maxIdle of their time
-// was idle. A nil *Monitor is never saturated.
-func Start(interval time.Duration, maxIdle float64) *Monitor {
-	m := &Monitor{stop: make(chan struct{}), done: make(chan struct{})}
-	go m.run(interval, maxIdle)
-	return m
+// New returns a monitor for which the CPUs count as saturated after a
+// window of at least interval in which less than maxIdle of their time was
+// idle.
+func New(interval time.Duration, maxIdle float64) *Monitor {
+	return &Monitor{interval: interval, maxIdle: maxIdle, start: time.Now(), buf: make([]byte, 4096)}
 }
 
-// Saturated reports whether no CPU was idle in the last interval (below
-// maxIdle).
+// Saturated reports whether less than maxIdle of the CPUs' time was idle
+// in the last window. The answer is refreshed from /proc/stat when it is
+// older than the interval, by the caller that finds it so (the others get
+// the previous answer meanwhile).
 func (m *Monitor) Saturated() bool {
-	return m != nil && m.saturated.Load()
+	if m == nil {
+		return false
+	}
+	now := time.Since(m.start)
+	if int64(now) >= m.due.Load() && m.mu.TryLock() {
+		m.refreshLocked(now)
+		m.mu.Unlock()
+	}
+	return m.saturated.Load()
 }
 
-// Stop ends the sampling and waits for it; Saturated is false after.
-func (m *Monitor) Stop() {
-	if m == nil {
+func (m *Monitor) refreshLocked(now time.Duration) {
+	m.due.Store(int64(now + m.interval))
+	cur, err := sample(m.buf)
+	if err != nil {
+		m.saturated.Store(false)
+		m.prevAt = 0
 		return
 	}
-	m.once.Do(func() { close(m.stop) })
-	<-m.done
-	m.saturated.Store(false)
-}
-
-func (m *Monitor) run(interval time.Duration, maxIdle float64) {
-	defer close(m.done)
-	buf := make([]byte, 0, 4096)
-	prev, err := sample(&buf)
-	if err != nil {
-		return // no /proc/stat here: never saturated
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-		}
-		cur, err := sample(&buf)
-		if err != nil {
-			// Not saturated as far as anyone knows; the next
-			// sample starts a new window.
-			m.saturated.Store(false)
-			prev = times{}
-			continue
-		}
-		m.saturated.Store(prev.total > 0 && saturated(prev, cur, maxIdle))
-		prev = cur
-	}
+	fresh := m.prevAt > 0 && now-m.prevAt <= maxWindows*m.interval
+	m.saturated.Store(fresh && saturated(m.prev, cur, m.maxIdle))
+	m.prev, m.prevAt = cur, now
 }
 
 // times is the aggregate line of /proc/stat, in ticks.
@@ -109,18 +106,19 @@ func saturated(a, b times, maxIdle float64) bool {
 	return idle < maxIdle
 }
 
-func sample(buf *[]byte) (times, error) {
+// sample reads the times from statPath into buf (the first line fits: it
+// holds at most ten numbers).
+func sample(buf []byte) (times, error) {
 	f, err := os.Open(statPath)
 	if err != nil {
 		return times{}, err
 	}
 	defer f.Close()
-	b := (*buf)[:cap(*buf)]
-	n, err := f.Read(b)
+	n, err := f.Read(buf)
 	if err != nil {
 		return times{}, err
 	}
-	return parseStat(b[:n])
+	return parseStat(buf[:n])
 }
 
 var errNoCPULine = errors.New(`cpuload: no "cpu" line first in /proc/stat`)

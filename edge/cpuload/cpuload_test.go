@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -52,19 +53,14 @@ func TestSaturated(t *testing.T) {
 	}
 }
 
-// TestMonitor runs a monitor over a file standing in for /proc/stat.
+// TestMonitor asks a monitor over a file standing in for /proc/stat.
 func TestMonitor(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "stat")
 	write := func(idle, total int) {
 		t.Helper()
 		// user carries the busy time, idle the rest.
 		line := fmt.Appendf(nil, "cpu %d 0 0 %d 0 0 0 0 0 0\n", total-idle, idle)
-		// Replaced whole, as a reader of /proc/stat sees it.
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, line, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
+		if err := os.WriteFile(path, line, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -72,48 +68,95 @@ func TestMonitor(t *testing.T) {
 	statPath = path
 	t.Cleanup(func() { statPath = old })
 
-	write(100, 1000)
-	m := Start(5*time.Millisecond, 0.10)
-	defer m.Stop()
+	const interval = 50 * time.Millisecond
+	m := New(interval, 0.10)
 	idle, total := 100, 1000
-	waitFor := func(want bool, idlePerStep int) {
+	// step adds a window with idlePerStep% idle time, waits past the
+	// interval and asks.
+	step := func(idlePerStep int) bool {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for m.Saturated() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("Saturated never became %v", want)
-			}
-			total += 100
-			idle += idlePerStep
-			write(idle, total)
-			time.Sleep(2 * time.Millisecond)
+		idle += idlePerStep
+		total += 100
+		write(idle, total)
+		time.Sleep(interval + 5*time.Millisecond)
+		return m.Saturated()
+	}
+	write(idle, total)
+	if m.Saturated() {
+		t.Fatal("saturated after one sample")
+	}
+	for i, tc := range []struct {
+		idlePercent int
+		want        bool
+	}{{1, true}, {1, true}, {50, false}, {9, true}, {10, false}, {0, true}} {
+		if got := step(tc.idlePercent); got != tc.want {
+			t.Errorf("step %d (%d%% idle): Saturated = %v, want %v", i, tc.idlePercent, got, tc.want)
 		}
 	}
-	waitFor(true, 1)   // 1% idle
-	waitFor(false, 50) // 50% idle
+
+	// Asked again within the interval: the same answer, no new sample.
+	write(idle+100, total+100) // 100% idle, unseen
+	if !m.Saturated() {
+		t.Error("answer changed within the interval")
+	}
+
+	// A stat file that cannot be parsed: not saturated, and the next
+	// good window starts afresh.
+	time.Sleep(interval + 5*time.Millisecond)
 	if err := os.WriteFile(path, []byte("garbage\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(true, 1) // back after an unreadable sample
-	m.Stop()
 	if m.Saturated() {
-		t.Error("Saturated after Stop")
+		t.Error("saturated with an unreadable stat file")
 	}
+	idle, total = idle+100, total+100
+	if step(1) {
+		t.Error("saturated on the first sample after an unreadable one")
+	}
+	if !step(1) {
+		t.Error("not saturated again after an unreadable sample")
+	}
+
+	// Nobody asked for a long time: that window only starts a new one.
+	time.Sleep((maxWindows + 1) * interval)
+	if step(1) {
+		t.Error("a window of more than maxWindows intervals counted")
+	}
+	if !step(1) {
+		t.Error("not saturated after a long pause and a busy window")
+	}
+
 	var nilMonitor *Monitor
 	if nilMonitor.Saturated() {
 		t.Error("a nil monitor is saturated")
 	}
-	nilMonitor.Stop()
 }
 
 func TestMonitorWithoutStat(t *testing.T) {
 	old := statPath
 	statPath = filepath.Join(t.TempDir(), "missing")
 	t.Cleanup(func() { statPath = old })
-	m := Start(time.Millisecond, 0.10)
-	time.Sleep(10 * time.Millisecond)
-	if m.Saturated() {
-		t.Error("saturated without /proc/stat")
+	m := New(time.Millisecond, 0.10)
+	for range 3 {
+		if m.Saturated() {
+			t.Error("saturated without /proc/stat")
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
-	m.Stop()
+}
+
+// TestMonitorConcurrent: loops ask at once (run with -race).
+func TestMonitorConcurrent(t *testing.T) {
+	m := New(time.Millisecond, 0.10)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 2000 {
+				m.Saturated()
+			}
+		}()
+	}
+	wg.Wait()
 }
