@@ -56,9 +56,10 @@ import (
 // meanwhile and it goes on without sleeping. Otherwise it sleeps at once:
 // with an idle CPU the wakeup lands there, and a loop with few active
 // connections has clients waiting on it one request at a time, whose
-// latency a yield would add to (measured: 2-4 connections served 13-25%
-// fewer requests/s when every loop yielded). Figures in
-// edge/bench/README.md.
+// latency a yield would add to (measured with 2 connections: 35% fewer
+// requests/s when loops yielded after every batch, 13-24% fewer at 2-4
+// connections when they yielded whenever the CPUs were saturated).
+// Figures in edge/bench/README.md.
 //
 // Timeouts are the sweeper's (timeouts.go): a connection's phase is kept
 // in its connEntry as for fasthttp's connections, and an expired one is
@@ -300,7 +301,7 @@ type yieldPolicy struct {
 // least this many events (and with the CPUs saturated): see "A loop that
 // runs out of events" above. A loop serving 2-3 active connections never
 // yields; under load batches of 4 and more are common (64 connections over
-// two loops: 40% of them).
+// two loops: 35-42% of the batches).
 const yieldMinEvents = 4
 
 // wait returns the loop's ready events, blocking until there are some;
